@@ -1,0 +1,189 @@
+/* kinfer-worker: joins a consumer group on the request topic and answers
+ * every request on the result topic.  This file only parses options,
+ * installs signal handlers and wires the library's modules together. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kinfer/log.h"
+#include "kinfer/model.h"
+#include "kinfer/options.h"
+#include "kinfer/worker.h"
+
+extern char **environ;
+
+static struct kinfer_worker *volatile running;
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+    struct kinfer_worker *w = running;
+    if (w != NULL)
+        kinfer_worker_stop(w);
+}
+
+static const char intro[] =
+    "Consume inference requests (Open Inference Protocol JSON) from a Kafka\n"
+    "topic, run them on a pool of threads, and produce one result per\n"
+    "request to the output topic.  Invalid requests also go, byte for "
+    "byte,\nto the dead-letter topic.  SIGTERM/SIGINT drain, commit and "
+    "exit 0.\n";
+
+int main(int argc, char **argv)
+{
+    /* Installed first so a signal during start-up still means "stop
+     * cleanly" rather than the default abrupt exit. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char cpus[32];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(cpus, sizeof cpus, "%ld", ncpu > 0 ? ncpu : 1);
+
+    const struct kinfer_optdef defs[] = {
+        {"brokers", "KINFER_BROKERS", KINFER_OPT_STRING, "127.0.0.1:9092", 0,
+         0, "LIST", "Kafka bootstrap servers", 0},
+        {"group", "KINFER_GROUP", KINFER_OPT_STRING, "kinfer", 0, 0, "ID",
+         "Consumer group id (all workers of one fleet share it)", 0},
+        {"input-topic", "KINFER_INPUT_TOPIC", KINFER_OPT_STRING,
+         "kinfer.requests", 0, 0, "T", "Topic to read requests from", 0},
+        {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING,
+         "kinfer.results", 0, 0, "T", "Topic to write results to", 0},
+        {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0,
+         0, "T", "Dead-letter topic for requests that cannot be decoded", 0},
+        {"threads", "KINFER_THREADS", KINFER_OPT_INT, cpus, 1, 1024, "N",
+         "Inference threads (defaults to the online CPU count)", 0},
+        {"max-in-flight", "KINFER_MAX_IN_FLIGHT", KINFER_OPT_INT, "1024", 1,
+         1000000, "N",
+         "Requests held at once; partitions pause above it", 0},
+        {"max-in-flight-bytes", "KINFER_MAX_IN_FLIGHT_BYTES", KINFER_OPT_INT,
+         "67108864", 1024, (long long)1 << 40, "BYTES",
+         "Bytes of requests held at once; partitions pause above it", 0},
+        {"max-request-bytes", "KINFER_MAX_REQUEST_BYTES", KINFER_OPT_INT,
+         "1048576", 64, (long long)1 << 30, "BYTES",
+         "Larger requests are rejected (error result + dead letter)", 0},
+        {"model", "KINFER_MODEL", KINFER_OPT_STRING, "scale", 0, 0, "NAME",
+         "Model for requests without model_name", 0},
+        {"drain-timeout", "KINFER_DRAIN_TIMEOUT", KINFER_OPT_INT, "30", 0,
+         3600, "SECONDS",
+         "On shutdown or revocation, wait this long for in-flight results",
+         0},
+        {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0,
+         86400, "SECONDS", "Log counters this often (0: never)", 0},
+        {"log-level", "KINFER_LOG_LEVEL", KINFER_OPT_STRING, "info", 0, 0,
+         "LEVEL", "error, warn, info or debug", 0},
+        {"config", "KINFER_CONFIG", KINFER_OPT_STRING, NULL, 0, 0, "FILE",
+         "Config file of 'option = value' lines (librdkafka properties "
+         "too)",
+         1},
+    };
+    const size_t ndefs = sizeof defs / sizeof defs[0];
+
+    struct kinfer_opts *o = NULL;
+    char err[512];
+    if (kinfer_opts_parse(defs, ndefs, argc, argv, environ, &o, err,
+                          sizeof err) != KINFER_OK) {
+        fprintf(stderr, "kinfer-worker: %s\n", err);
+        return 2;
+    }
+    if (kinfer_opts_help_requested(o)) {
+        kinfer_opts_print_help(defs, ndefs, "kinfer-worker [OPTIONS]", intro,
+                               stdout);
+        kinfer_opts_free(o);
+        return 0;
+    }
+    if (kinfer_opts_version_requested(o)) {
+        printf("kinfer-worker %s\n", KINFER_VERSION);
+        kinfer_opts_free(o);
+        return 0;
+    }
+    int level = kinfer_log_level_from_name(kinfer_opts_get(o, "log-level"));
+    if (level < 0) {
+        fprintf(stderr,
+                "kinfer-worker: --log-level: expected error, warn, info or "
+                "debug, got '%s'\n",
+                kinfer_opts_get(o, "log-level"));
+        kinfer_opts_free(o);
+        return 2;
+    }
+    kinfer_log_set_level(level);
+
+    size_t nprops = kinfer_opts_kafka_count(o);
+    struct kinfer_kafka_prop *props =
+        calloc(nprops ? nprops : 1, sizeof *props);
+    if (props == NULL) {
+        kinfer_opts_free(o);
+        return 1;
+    }
+    for (size_t i = 0; i < nprops; i++)
+        kinfer_opts_kafka_at(o, i, &props[i].name, &props[i].value);
+
+    struct kinfer_worker_config cfg = {
+        .brokers = kinfer_opts_get(o, "brokers"),
+        .group = kinfer_opts_get(o, "group"),
+        .input_topic = kinfer_opts_get(o, "input-topic"),
+        .output_topic = kinfer_opts_get(o, "output-topic"),
+        .dlq_topic = kinfer_opts_get(o, "dlq-topic"),
+        .default_model = kinfer_opts_get(o, "model"),
+        .threads = (size_t)kinfer_opts_get_int(o, "threads"),
+        .max_in_flight = (size_t)kinfer_opts_get_int(o, "max-in-flight"),
+        .max_in_flight_bytes =
+            (size_t)kinfer_opts_get_int(o, "max-in-flight-bytes"),
+        .drain_timeout_ms =
+            (int)kinfer_opts_get_int(o, "drain-timeout") * 1000,
+        .stats_interval_ms =
+            (int)kinfer_opts_get_int(o, "stats-interval") * 1000,
+        .limits = {.max_request_bytes =
+                       (size_t)kinfer_opts_get_int(o, "max-request-bytes")},
+        .props = props,
+        .n_props = nprops,
+    };
+
+    int status = 1;
+    struct kinfer_models *models = NULL;
+    struct kinfer_worker *w = NULL;
+    if (kinfer_models_new(&models) != KINFER_OK ||
+        kinfer_models_load(models, "scale", "scale", NULL, NULL, NULL, err,
+                           sizeof err) != KINFER_OK) {
+        fprintf(stderr, "kinfer-worker: loading models: %s\n", err);
+        goto out;
+    }
+    if (kinfer_models_find(models, cfg.default_model) == NULL) {
+        fprintf(stderr,
+                "kinfer-worker: --model: no model '%s' (available: %s)\n",
+                cfg.default_model, kinfer_models_names(models));
+        status = 2;
+        goto out;
+    }
+    if (kinfer_worker_new(&cfg, models, &w, err, sizeof err) != KINFER_OK) {
+        fprintf(stderr, "kinfer-worker: %s\n", err);
+        status = 2;
+        goto out;
+    }
+
+    /* Signals go to this thread only: the library's threads block them.
+     * Publish the worker first, then look at the flag, so a signal that
+     * came during start-up is not missed. */
+    running = w;
+    if (stop_requested)
+        kinfer_worker_stop(w);
+
+    status = kinfer_worker_run(w) == KINFER_OK ? 0 : 1;
+
+out:
+    running = NULL;
+    kinfer_worker_free(w);
+    kinfer_models_free(models);
+    free(props);
+    kinfer_opts_free(o);
+    return status;
+}

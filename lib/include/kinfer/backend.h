@@ -1,0 +1,100 @@
+/* The kinfer model backend ABI, version KINFER_BACKEND_ABI_VERSION.
+ *
+ * A backend turns a model directory into a loaded model and runs batches of
+ * requests on it.  Built-in backends register statically; a plugin is a
+ * shared object exporting
+ *
+ *     const struct kinfer_backend *kinfer_backend_entry(
+ *         const struct kinfer_host *host);
+ *
+ * kinfer refuses a backend whose abi_version differs from its own.
+ *
+ * Ownership: everything kinfer passes in is borrowed for the duration of the
+ * call.  Output tensors the backend creates (with host->tensor_init) belong
+ * to kinfer once infer returns.
+ *
+ * Threads: create and destroy are called from the main thread.  infer may
+ * be called on several threads at once for the same model (kinfer runs a
+ * pool of inference threads); a backend whose model is not safe for that
+ * must lock inside.  A backend must not start threads of its own for one
+ * call (kinfer's pool already provides the parallelism).
+ */
+#ifndef KINFER_BACKEND_H
+#define KINFER_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kinfer/error.h"
+#include "kinfer/request.h"
+#include "kinfer/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KINFER_BACKEND_ABI_VERSION 1u
+
+/* Room for a per-item error message, including the NUL. */
+#define KINFER_ITEM_ERROR_SIZE 256
+
+/* One request of a batch. */
+struct kinfer_infer_item {
+    const struct kinfer_request *request; /* borrowed, read-only */
+    /* Written by the backend: an array of n_outputs tensors allocated with
+     * host->alloc and each initialised with host->tensor_init.  kinfer
+     * frees them. */
+    struct kinfer_tensor *outputs;
+    size_t n_outputs;
+    /* The backend sets failed = 1 and a message in error when this item
+     * cannot be answered (bad shape for this model, say); the other items
+     * of the batch are unaffected. */
+    int failed;
+    char error[KINFER_ITEM_ERROR_SIZE];
+};
+
+/* Services kinfer offers a backend (plugins cannot link against kinfer's
+ * symbols directly). */
+struct kinfer_host {
+    uint32_t abi_version;
+    void *(*alloc)(size_t size); /* zeroed; NULL on failure */
+    enum kinfer_err (*tensor_init)(struct kinfer_tensor *t, const char *name,
+                                   enum kinfer_dtype dtype, int ndim,
+                                   const int64_t *shape);
+    enum kinfer_err (*tensor_set_bytes)(struct kinfer_tensor *t, size_t i,
+                                        const char *src, size_t len);
+    void (*log)(int level, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+};
+
+struct kinfer_backend {
+    uint32_t abi_version; /* KINFER_BACKEND_ABI_VERSION */
+    const char *name;     /* the "backend" of a model's config.json */
+
+    /* Load a model.  dir is the model's directory (NULL for a built-in
+     * model without files); config_json is its config.json text (NULL when
+     * there is none).  On KINFER_OK *model is the backend's handle;
+     * otherwise a reason goes to err[0..errsize). */
+    enum kinfer_err (*create)(const struct kinfer_host *host, const char *dir,
+                              const char *config_json, void **model,
+                              char *err, size_t errsize);
+
+    /* Run items[0..n) (n >= 1) as one call.  Returns KINFER_OK when every
+     * item was either answered or marked failed; any other code fails the
+     * whole batch (kinfer answers each item with an error result). */
+    enum kinfer_err (*infer)(void *model, struct kinfer_infer_item *items,
+                             size_t n);
+
+    /* Free the model.  NULL is a no-op. */
+    void (*destroy)(void *model);
+};
+
+typedef const struct kinfer_backend *(*kinfer_backend_entry_fn)(
+    const struct kinfer_host *host);
+
+#define KINFER_BACKEND_ENTRY_SYMBOL "kinfer_backend_entry"
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,37 @@
+/* kinfer error codes: one enum for the whole library and a strerror-style
+ * name for each.  Functions that can fail return enum kinfer_err and write
+ * their result through an out-parameter only on KINFER_OK.
+ *
+ * Out-of-memory policy: allocation failure of small bookkeeping objects
+ * aborts the process after a log line (see kinfer_xmalloc in util.h);
+ * allocations whose size comes from input return KINFER_ERR_NOMEM.
+ */
+#ifndef KINFER_ERROR_H
+#define KINFER_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum kinfer_err {
+    KINFER_OK = 0,
+    KINFER_ERR_NOMEM,     /* allocation failed */
+    KINFER_ERR_INVALID,   /* bad input (request, argument, file contents) */
+    KINFER_ERR_TOO_LARGE, /* input over a size or depth cap */
+    KINFER_ERR_CONFIG,    /* bad configuration value */
+    KINFER_ERR_IO,        /* file system error */
+    KINFER_ERR_KAFKA,     /* librdkafka reported an error */
+    KINFER_ERR_MODEL,     /* a model failed to load or run */
+    KINFER_ERR_NOT_FOUND, /* no such model, partition, key ... */
+    KINFER_ERR_CLOSED,    /* queue or pool was closed */
+    KINFER_ERR_TIMEOUT,   /* a deadline passed */
+    KINFER_ERR_ABI        /* plugin built for another ABI version */
+};
+
+/* Static, never NULL: a short English description of err. */
+const char *kinfer_strerror(enum kinfer_err err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,77 @@
+/* The worker pipeline: one consumer polled by the calling thread, a pool of
+ * inference threads, one producer whose delivery reports are served by a
+ * thread of their own, and the offset tracker between them (see
+ * DESIGN.md for the picture).
+ *
+ * Threads: kinfer_worker_new/_run/_free from the main thread;
+ * kinfer_worker_stop from anywhere, including a signal handler. */
+#ifndef KINFER_WORKER_H
+#define KINFER_WORKER_H
+
+#include <stddef.h>
+
+#include "kinfer/error.h"
+#include "kinfer/model.h"
+#include "kinfer/request.h"
+
+struct kinfer_kafka_prop {
+    const char *name;
+    const char *value;
+};
+
+struct kinfer_worker_config {
+    const char *brokers;       /* bootstrap.servers */
+    const char *group;         /* group.id */
+    const char *input_topic;
+    const char *output_topic;
+    const char *dlq_topic;
+    const char *default_model; /* for requests without model_name */
+    size_t threads;            /* inference threads, >= 1 */
+    size_t max_in_flight;      /* requests consumed and not yet answered */
+    size_t max_in_flight_bytes; /* their total size */
+    int drain_timeout_ms;      /* shutdown / revocation wait */
+    int stats_interval_ms;     /* periodic stats log line; 0: off */
+    struct kinfer_limits limits;
+    /* librdkafka properties, applied in order after kinfer's own, to both
+     * the consumer and the producer.  Borrowed. */
+    const struct kinfer_kafka_prop *props;
+    size_t n_props;
+};
+
+/* Counters, for logs and tests. */
+struct kinfer_worker_stats {
+    unsigned long long consumed;   /* requests dispatched */
+    unsigned long long answered;   /* results delivered */
+    unsigned long long errors;     /* error results delivered */
+    unsigned long long dead_letters; /* DLQ copies delivered */
+    unsigned long long failures;   /* deliveries that failed for good */
+};
+
+struct kinfer_worker;
+
+/* Create the Kafka handles and the pool.  models is borrowed and must
+ * outlive the worker.  On error err names the cause (a bad -X property,
+ * say). */
+enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
+                                  const struct kinfer_models *models,
+                                  struct kinfer_worker **out, char *err,
+                                  size_t errsize)
+    __attribute__((warn_unused_result));
+
+/* Run until kinfer_worker_stop, then drain, flush, commit and leave the
+ * group.  Returns KINFER_OK after a clean stop; KINFER_ERR_KAFKA when a
+ * fatal Kafka error or a failed delivery ended the run (offsets of the
+ * unanswered requests were not committed, so they will be consumed again).
+ */
+enum kinfer_err kinfer_worker_run(struct kinfer_worker *w);
+
+/* Ask the run loop to stop.  Async-signal-safe. */
+void kinfer_worker_stop(struct kinfer_worker *w);
+
+void kinfer_worker_get_stats(const struct kinfer_worker *w,
+                             struct kinfer_worker_stats *st);
+
+/* NULL is a no-op. */
+void kinfer_worker_free(struct kinfer_worker *w);
+
+#endif

@@ -1,0 +1,281 @@
+/* The model registry: backends by name, loaded models by name, and the
+ * host services table handed to every backend.  Built once on the main
+ * thread, read-only afterwards (so lookups need no lock). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kinfer/log.h"
+#include "kinfer/model.h"
+#include "kinfer/tensor.h"
+#include "model_builtin.h"
+#include "util.h"
+
+#define MAX_BACKENDS 32
+
+struct kinfer_model {
+    char *name;
+    const struct kinfer_backend *backend;
+    void *handle;
+    struct kinfer_model_settings settings; /* version owned */
+};
+
+struct kinfer_models {
+    const struct kinfer_backend *backends[MAX_BACKENDS];
+    size_t n_backends;
+    struct kinfer_model **models;
+    size_t n_models;
+    char *names; /* "a, b, c" for error messages */
+};
+
+static void *host_alloc(size_t size)
+{
+    return calloc(1, size ? size : 1);
+}
+
+static void host_log(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kinfer_vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+static const struct kinfer_host host = {
+    .abi_version = KINFER_BACKEND_ABI_VERSION,
+    .alloc = host_alloc,
+    .tensor_init = kinfer_tensor_init,
+    .tensor_set_bytes = kinfer_tensor_set_bytes,
+    .log = host_log,
+};
+
+const struct kinfer_host *kinfer_host_get(void)
+{
+    return &host;
+}
+
+enum kinfer_err kinfer_models_new(struct kinfer_models **out)
+{
+    struct kinfer_models *ms = kinfer_xcalloc(1, sizeof *ms);
+    ms->names = kinfer_xstrdup("");
+    const struct kinfer_backend *const *builtins = kinfer_builtin_backends();
+    for (size_t i = 0; builtins[i] != NULL; i++) {
+        char err[256];
+        enum kinfer_err rc =
+            kinfer_models_add_backend(ms, builtins[i], err, sizeof err);
+        if (rc != KINFER_OK) {
+            kinfer_log(KINFER_LOG_ERROR, "%s", err);
+            kinfer_models_free(ms);
+            return rc;
+        }
+    }
+    *out = ms;
+    return KINFER_OK;
+}
+
+void kinfer_models_free(struct kinfer_models *ms)
+{
+    if (ms == NULL)
+        return;
+    for (size_t i = 0; i < ms->n_models; i++) {
+        struct kinfer_model *m = ms->models[i];
+        m->backend->destroy(m->handle);
+        free(m->name);
+        free((char *)m->settings.version);
+        free(m);
+    }
+    free(ms->models);
+    free(ms->names);
+    free(ms);
+}
+
+static const struct kinfer_backend *
+find_backend(const struct kinfer_models *ms, const char *name)
+{
+    for (size_t i = 0; i < ms->n_backends; i++)
+        if (strcmp(ms->backends[i]->name, name) == 0)
+            return ms->backends[i];
+    return NULL;
+}
+
+enum kinfer_err kinfer_models_add_backend(struct kinfer_models *ms,
+                                          const struct kinfer_backend *b,
+                                          char *err, size_t errsize)
+{
+    if (b->abi_version != KINFER_BACKEND_ABI_VERSION) {
+        kinfer_fmt(err, errsize,
+                   "backend '%s' was built for backend ABI %u, kinfer "
+                   "speaks %u",
+                   b->name ? b->name : "?", b->abi_version,
+                   KINFER_BACKEND_ABI_VERSION);
+        return KINFER_ERR_ABI;
+    }
+    if (b->name == NULL || b->create == NULL || b->infer == NULL ||
+        b->destroy == NULL) {
+        kinfer_fmt(err, errsize, "backend '%s' lacks a name or a function",
+                   b->name ? b->name : "?");
+        return KINFER_ERR_INVALID;
+    }
+    if (find_backend(ms, b->name) != NULL) {
+        kinfer_fmt(err, errsize, "backend '%s' is registered twice",
+                   b->name);
+        return KINFER_ERR_INVALID;
+    }
+    if (ms->n_backends == MAX_BACKENDS) {
+        kinfer_fmt(err, errsize, "more than %d backends", MAX_BACKENDS);
+        return KINFER_ERR_INVALID;
+    }
+    ms->backends[ms->n_backends++] = b;
+    return KINFER_OK;
+}
+
+static void backend_names(const struct kinfer_models *ms, char *buf,
+                          size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ms->n_backends && used < size; i++) {
+        int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+                         ms->backends[i]->name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+static void update_names(struct kinfer_models *ms)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < ms->n_models; i++)
+        len += strlen(ms->models[i]->name) + 2;
+    char *s = kinfer_xmalloc(len);
+    size_t used = 0;
+    for (size_t i = 0; i < ms->n_models; i++) {
+        size_t n = strlen(ms->models[i]->name);
+        if (i) {
+            memcpy(s + used, ", ", 2);
+            used += 2;
+        }
+        memcpy(s + used, ms->models[i]->name, n);
+        used += n;
+    }
+    s[used] = '\0';
+    free(ms->names);
+    ms->names = s;
+}
+
+enum kinfer_err kinfer_models_load(struct kinfer_models *ms, const char *name,
+                                   const char *backend,
+                                   const struct kinfer_model_settings *s,
+                                   const char *dir, const char *config_json,
+                                   char *err, size_t errsize)
+{
+    if (kinfer_models_find(ms, name) != NULL) {
+        kinfer_fmt(err, errsize, "model '%s' is defined twice", name);
+        return KINFER_ERR_INVALID;
+    }
+    const struct kinfer_backend *b = find_backend(ms, backend);
+    if (b == NULL) {
+        char known[512];
+        backend_names(ms, known, sizeof known);
+        kinfer_fmt(err, errsize,
+                   "model '%s': backend '%s' is not registered (known: %s)",
+                   name, backend, known);
+        return KINFER_ERR_NOT_FOUND;
+    }
+    char why[512] = "";
+    void *handle = NULL;
+    enum kinfer_err rc =
+        b->create(&host, dir, config_json, &handle, why, sizeof why);
+    if (rc != KINFER_OK) {
+        kinfer_fmt(err, errsize, "model '%s' (backend %s): %s", name,
+                   backend, why[0] ? why : kinfer_strerror(rc));
+        return rc == KINFER_ERR_NOMEM ? rc : KINFER_ERR_MODEL;
+    }
+    struct kinfer_model *m = kinfer_xcalloc(1, sizeof *m);
+    m->name = kinfer_xstrdup(name);
+    m->backend = b;
+    m->handle = handle;
+    if (s != NULL)
+        m->settings = *s;
+    m->settings.version =
+        kinfer_xstrdup(s && s->version ? s->version : "1");
+    if (m->settings.max_batch_size == 0)
+        m->settings.max_batch_size = 1;
+    if (m->settings.preferred_batch_size == 0 ||
+        m->settings.preferred_batch_size > m->settings.max_batch_size)
+        m->settings.preferred_batch_size = m->settings.max_batch_size;
+    ms->models = kinfer_xrealloc(ms->models,
+                                 (ms->n_models + 1) * sizeof *ms->models);
+    ms->models[ms->n_models++] = m;
+    update_names(ms);
+    return KINFER_OK;
+}
+
+const struct kinfer_model *kinfer_models_find(const struct kinfer_models *ms,
+                                              const char *name)
+{
+    for (size_t i = 0; i < ms->n_models; i++)
+        if (strcmp(ms->models[i]->name, name) == 0)
+            return ms->models[i];
+    return NULL;
+}
+
+const char *kinfer_models_names(const struct kinfer_models *ms)
+{
+    return ms->names;
+}
+
+const char *kinfer_model_name(const struct kinfer_model *m)
+{
+    return m->name;
+}
+
+const char *kinfer_model_version(const struct kinfer_model *m)
+{
+    return m->settings.version;
+}
+
+const struct kinfer_model_settings *
+kinfer_model_settings(const struct kinfer_model *m)
+{
+    return &m->settings;
+}
+
+void kinfer_infer_item_clear(struct kinfer_infer_item *item)
+{
+    for (size_t i = 0; item->outputs != NULL && i < item->n_outputs; i++)
+        kinfer_tensor_clear(&item->outputs[i]);
+    free(item->outputs);
+    item->outputs = NULL;
+    item->n_outputs = 0;
+    item->failed = 0;
+    item->error[0] = '\0';
+}
+
+void kinfer_model_infer(const struct kinfer_model *m,
+                        struct kinfer_infer_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kinfer_infer_item_clear(&items[i]);
+    enum kinfer_err rc = m->backend->infer(m->handle, items, n);
+    for (size_t i = 0; i < n; i++) {
+        struct kinfer_infer_item *it = &items[i];
+        if (rc != KINFER_OK) {
+            kinfer_infer_item_clear(it);
+            it->failed = 1;
+            kinfer_fmt(it->error, sizeof it->error,
+                       "model '%s' failed: %s", m->name,
+                       kinfer_strerror(rc));
+        } else if (!it->failed && it->outputs == NULL) {
+            it->failed = 1;
+            kinfer_fmt(it->error, sizeof it->error,
+                       "model '%s' returned no outputs", m->name);
+        }
+        if (it->failed && it->error[0] == '\0')
+            kinfer_fmt(it->error, sizeof it->error,
+                       "model '%s' failed on this request", m->name);
+        it->error[sizeof it->error - 1] = '\0';
+    }
+}

@@ -1,0 +1,31 @@
+/* Small private helpers shared by lib/ modules.
+ *
+ * Out-of-memory policy (the one place it is stated): kinfer_xmalloc and
+ * friends are for bookkeeping whose size does not come from input; on
+ * failure they log and abort.  Sizes that come from input use plain
+ * malloc and report KINFER_ERR_NOMEM. */
+#ifndef KINFER_UTIL_H
+#define KINFER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *kinfer_xmalloc(size_t size);
+void *kinfer_xcalloc(size_t n, size_t size);
+void *kinfer_xrealloc(void *p, size_t size);
+char *kinfer_xstrdup(const char *s);
+
+/* Monotonic clock in milliseconds / microseconds. */
+int64_t kinfer_now_ms(void);
+int64_t kinfer_now_us(void);
+
+/* struct timespec deadline timeout_ms from now on CLOCK_MONOTONIC, for
+ * pthread_cond_timedwait on a condvar set to that clock. */
+struct timespec;
+void kinfer_deadline(struct timespec *ts, int timeout_ms);
+
+/* snprintf that always terminates and never fails loudly. */
+void kinfer_fmt(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,991 @@
+/* Test support for the integration tests: a librdkafka producer/admin
+ * handle, topic readers, offset queries and worker processes, all owned by
+ * one it_ctx so a failed test can still kill what it started.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IT_MAX_PROCS 32
+#define IT_ERRSTR 512
+/* How long calls that talk to the broker may block before we give up. */
+#define IT_BROKER_TIMEOUT_MS 30000
+
+struct it_proc {
+    struct it_ctx *ctx;
+    pid_t pid;
+    char label[64];
+    char log_path[1024];
+    int running;   /* not yet reaped */
+    int signalled; /* the test asked it to exit: exiting is expected */
+    int status;    /* waitpid status once reaped */
+};
+
+struct it_ctx {
+    char name[64];
+    char *brokers;
+    char *worker;
+    char *produce;
+    char *log_dir;
+    unsigned counter;
+    rd_kafka_t *producer;
+    int delivery_failures; /* since the last flush */
+    struct it_proc *procs[IT_MAX_PROCS];
+    int nprocs;
+};
+
+struct it_reader {
+    struct it_ctx *ctx;
+    rd_kafka_t *rk;
+    char *topic;
+    it_msg_fn *on_msg;
+    void *arg;
+    struct it_msg **msgs; /* pointers, so borrowed messages never move */
+    size_t n, cap;
+    int nparts;
+    int64_t *eof; /* per partition: end offset at the last EOF event */
+};
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL) {
+        fprintf(stderr, "it: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t len = strlen(s);
+    char *p = xcalloc(len + 1, 1);
+    memcpy(p, s, len);
+    return p;
+}
+
+/* A NUL-terminated copy of len bytes, or NULL for NULL. */
+static char *xmemdup(const void *src, size_t len)
+{
+    if (src == NULL)
+        return NULL;
+    char *p = xcalloc(len + 1, 1);
+    memcpy(p, src, len);
+    return p;
+}
+
+int64_t it_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "%s", path);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* The first line of path, without its newline, or NULL. */
+static char *read_first_line(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    char line[1024];
+    char *res = NULL;
+    if (fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] != '\0')
+            res = xstrdup(line);
+    }
+    fclose(f);
+    return res;
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque)
+{
+    struct it_ctx *ctx = opaque;
+    struct it_delivery *dr = m->_private;
+    (void)rk;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (ctx->delivery_failures < 5)
+            fprintf(stderr, "it: delivery to %s failed: %s\n",
+                    rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        ctx->delivery_failures++;
+    }
+    if (dr != NULL) {
+        dr->err = (int)m->err;
+        dr->partition = m->partition;
+        dr->offset = m->offset;
+    }
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name,
+                    const char *value)
+{
+    char errstr[IT_ERRSTR];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "it: %s=%s: %s\n", name, value, errstr);
+        return -1;
+    }
+    return 0;
+}
+
+static rd_kafka_t *client_new(struct it_ctx *ctx, rd_kafka_type_t type,
+                              const char *const *props)
+{
+    char errstr[IT_ERRSTR];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", ctx->brokers) != 0)
+        goto fail;
+    for (size_t i = 0; props != NULL && props[i] != NULL; i += 2) {
+        if (conf_set(conf, props[i], props[i + 1]) != 0)
+            goto fail;
+    }
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (rk == NULL) {
+        fprintf(stderr, "it: rd_kafka_new: %s\n", errstr);
+        goto fail;
+    }
+    return rk;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static int wait_for_broker(struct it_ctx *ctx)
+{
+    int64_t deadline = it_now_ms() + 60000;
+    rd_kafka_resp_err_t err;
+    do {
+        const struct rd_kafka_metadata *md = NULL;
+        err = rd_kafka_metadata(ctx->producer, 1, NULL, &md, 5000);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            int brokers = md->broker_cnt;
+            rd_kafka_metadata_destroy(md);
+            if (brokers > 0)
+                return 0;
+        }
+    } while (it_now_ms() < deadline);
+    fprintf(stderr, "it: broker %s did not answer metadata within 60 s: %s\n",
+            ctx->brokers, rd_kafka_err2str(err));
+    return -1;
+}
+
+struct it_ctx *it_ctx_new(const char *name, int argc, char **argv)
+{
+    struct it_ctx *ctx = xcalloc(1, sizeof *ctx);
+    const char *bootstrap_file = NULL;
+    snprintf(ctx->name, sizeof ctx->name, "%s", name);
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--worker") == 0)
+            ctx->worker = xstrdup(argv[i + 1]);
+        else if (strcmp(argv[i], "--produce") == 0)
+            ctx->produce = xstrdup(argv[i + 1]);
+        else if (strcmp(argv[i], "--bootstrap-file") == 0)
+            bootstrap_file = argv[i + 1];
+        else if (strcmp(argv[i], "--log-dir") == 0)
+            ctx->log_dir = xstrdup(argv[i + 1]);
+        else {
+            fprintf(stderr, "it: unknown argument %s\n", argv[i]);
+            goto fail;
+        }
+    }
+    if (ctx->worker == NULL || ctx->log_dir == NULL) {
+        fprintf(stderr, "usage: %s --worker PATH [--produce PATH] "
+                        "--log-dir DIR [--bootstrap-file PATH]\n",
+                argv[0]);
+        goto fail;
+    }
+    const char *env = getenv("KINFER_TEST_BROKERS");
+    if (env != NULL && env[0] != '\0') {
+        ctx->brokers = xstrdup(env);
+    } else if (bootstrap_file != NULL) {
+        ctx->brokers = read_first_line(bootstrap_file);
+        if (ctx->brokers == NULL) {
+            fprintf(stderr,
+                    "it: cannot read a broker address from %s (%s): is the "
+                    "kafka_start fixture running? Or set "
+                    "KINFER_TEST_BROKERS=host:port\n",
+                    bootstrap_file, strerror(errno));
+            goto fail;
+        }
+    } else {
+        fprintf(stderr, "it: no --bootstrap-file and KINFER_TEST_BROKERS "
+                        "is not set\n");
+        goto fail;
+    }
+    if (mkdir_p(ctx->log_dir) != 0) {
+        fprintf(stderr, "it: cannot create %s: %s\n", ctx->log_dir,
+                strerror(errno));
+        goto fail;
+    }
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", ctx->brokers) != 0 ||
+        conf_set(conf, "message.max.bytes", "4000000") != 0 ||
+        conf_set(conf, "linger.ms", "5") != 0 ||
+        conf_set(conf, "enable.idempotence", "true") != 0) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_opaque(conf, ctx);
+    char errstr[IT_ERRSTR];
+    ctx->producer =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (ctx->producer == NULL) {
+        rd_kafka_conf_destroy(conf);
+        fprintf(stderr, "it: producer: %s\n", errstr);
+        goto fail;
+    }
+    if (wait_for_broker(ctx) != 0)
+        goto fail;
+    fprintf(stderr, "it: %s: broker %s, logs in %s\n", ctx->name,
+            ctx->brokers, ctx->log_dir);
+    return ctx;
+fail:
+    it_ctx_free(ctx);
+    return NULL;
+}
+
+void it_ctx_free(struct it_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    for (int i = 0; i < ctx->nprocs; i++) {
+        struct it_proc *p = ctx->procs[i];
+        if (p->running) {
+            kill(p->pid, SIGKILL);
+            while (waitpid(p->pid, &p->status, 0) < 0 && errno == EINTR)
+                ;
+            p->running = 0;
+        }
+        free(p);
+    }
+    if (ctx->producer != NULL) {
+        rd_kafka_flush(ctx->producer, 5000);
+        rd_kafka_destroy(ctx->producer);
+    }
+    free(ctx->brokers);
+    free(ctx->worker);
+    free(ctx->produce);
+    free(ctx->log_dir);
+    free(ctx);
+}
+
+const char *it_ctx_brokers(const struct it_ctx *ctx) { return ctx->brokers; }
+const char *it_ctx_worker_path(const struct it_ctx *ctx)
+{
+    return ctx->worker;
+}
+const char *it_ctx_produce_path(const struct it_ctx *ctx)
+{
+    return ctx->produce;
+}
+
+void it_report_failure(struct it_ctx *ctx, const char *file, int line,
+                       const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "FAIL %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    for (int i = 0; ctx != NULL && i < ctx->nprocs; i++)
+        it_proc_log_tail(ctx->procs[i], 40);
+    fflush(stderr);
+}
+
+void it_unique_name(struct it_ctx *ctx, const char *what, char *buf,
+                    size_t size)
+{
+    snprintf(buf, size, "kinfer-it-%s-%s-%ld-%u", ctx->name, what,
+             (long)getpid(), ctx->counter++);
+}
+
+/* Partition count and whether every partition has a leader, per a fresh
+ * metadata request.  Returns the partition count (0 when the topic is not
+ * known yet), or -1 on a request error. */
+static int topic_metadata(rd_kafka_t *rk, const char *topic, int *all_led)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, 5000);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    int count = 0;
+    *all_led = 0;
+    for (int i = 0; i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (strcmp(t->topic, topic) != 0 || t->err != 0)
+            continue;
+        count = t->partition_cnt;
+        *all_led = count > 0;
+        for (int p = 0; p < t->partition_cnt; p++) {
+            if (t->partitions[p].leader < 0 || t->partitions[p].err != 0)
+                *all_led = 0;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return count;
+}
+
+int it_topic_partitions(struct it_ctx *ctx, const char *topic)
+{
+    int all_led;
+    int n = topic_metadata(ctx->producer, topic, &all_led);
+    if (n <= 0)
+        fprintf(stderr, "it: topic %s: no metadata\n", topic);
+    return n > 0 ? n : -1;
+}
+
+int it_topic_create(struct it_ctx *ctx, const char *topic, int partitions,
+                    const char *const *configs)
+{
+    char errstr[IT_ERRSTR];
+    int rc = -1;
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1,
+                                                    errstr, sizeof errstr);
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    if (nt == NULL) {
+        fprintf(stderr, "it: NewTopic %s: %s\n", topic, errstr);
+        return -1;
+    }
+    for (size_t i = 0; configs != NULL && configs[i] != NULL; i += 2) {
+        if (rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "it: topic config %s rejected\n", configs[i]);
+            goto out;
+        }
+    }
+    opts = rd_kafka_AdminOptions_new(ctx->producer,
+                                     RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    if (rd_kafka_AdminOptions_set_operation_timeout(
+            opts, IT_BROKER_TIMEOUT_MS, errstr, sizeof errstr) != 0 ||
+        rd_kafka_AdminOptions_set_request_timeout(
+            opts, IT_BROKER_TIMEOUT_MS, errstr, sizeof errstr) != 0) {
+        fprintf(stderr, "it: admin options: %s\n", errstr);
+        goto out;
+    }
+    q = rd_kafka_queue_new(ctx->producer);
+    rd_kafka_CreateTopics(ctx->producer, &nt, 1, opts, q);
+    ev = rd_kafka_queue_poll(q, IT_BROKER_TIMEOUT_MS + 5000);
+    if (ev == NULL) {
+        fprintf(stderr, "it: CreateTopics %s: no result\n", topic);
+        goto out;
+    }
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "it: CreateTopics %s: %s\n", topic,
+                rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    const rd_kafka_CreateTopics_result_t *res =
+        rd_kafka_event_CreateTopics_result(ev);
+    size_t nres = 0;
+    const rd_kafka_topic_result_t **tres =
+        rd_kafka_CreateTopics_result_topics(res, &nres);
+    for (size_t i = 0; i < nres; i++) {
+        if (rd_kafka_topic_result_error(tres[i]) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "it: CreateTopics %s: %s\n",
+                    rd_kafka_topic_result_name(tres[i]),
+                    rd_kafka_topic_result_error_string(tres[i]));
+            goto out;
+        }
+    }
+    /* Creation returns before every partition has a leader; producing or
+     * assigning before that fails with transient errors. */
+    int64_t deadline = it_now_ms() + IT_BROKER_TIMEOUT_MS;
+    int all_led = 0;
+    while (it_now_ms() < deadline) {
+        int n = topic_metadata(ctx->producer, topic, &all_led);
+        if (n == partitions && all_led) {
+            rc = 0;
+            break;
+        }
+        nap_ms(50);
+    }
+    if (rc != 0)
+        fprintf(stderr, "it: topic %s: partitions without leader after "
+                        "%d ms\n",
+                topic, IT_BROKER_TIMEOUT_MS);
+out:
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    if (q != NULL)
+        rd_kafka_queue_destroy(q);
+    if (opts != NULL)
+        rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+int it_produce(struct it_ctx *ctx, const char *topic, int32_t partition,
+               const void *key, size_t key_len, const void *value,
+               size_t len, rd_kafka_headers_t *headers,
+               struct it_delivery *dr)
+{
+    if (dr != NULL) {
+        dr->err = -1;
+        dr->partition = -1;
+        dr->offset = -1;
+    }
+    int64_t deadline = it_now_ms() + IT_BROKER_TIMEOUT_MS;
+    for (;;) {
+        rd_kafka_resp_err_t err;
+        /* RD_KAFKA_V_HEADERS takes the headers only on success; an empty
+         * list stands in for "none" because the macro needs a pointer. */
+        rd_kafka_headers_t *h = headers != NULL ? headers
+                                                : rd_kafka_headers_new(0);
+        err = rd_kafka_producev(
+            ctx->producer, RD_KAFKA_V_TOPIC(topic),
+            RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_OPAQUE(dr), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_poll(ctx->producer, 0);
+            return 0;
+        }
+        if (headers == NULL)
+            rd_kafka_headers_destroy(h);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || it_now_ms() > deadline) {
+            fprintf(stderr, "it: produce to %s: %s\n", topic,
+                    rd_kafka_err2str(err));
+            return -1;
+        }
+        /* Serving delivery reports is what frees queue space. */
+        rd_kafka_poll(ctx->producer, 100);
+    }
+}
+
+int it_produce_flush(struct it_ctx *ctx, int timeout_ms)
+{
+    rd_kafka_resp_err_t err = rd_kafka_flush(ctx->producer, timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "it: flush: %s (%d still queued)\n",
+                rd_kafka_err2str(err), rd_kafka_outq_len(ctx->producer));
+        return -1;
+    }
+    int failures = ctx->delivery_failures;
+    ctx->delivery_failures = 0;
+    return failures;
+}
+
+struct it_reader *it_reader_new(struct it_ctx *ctx, const char *topic,
+                                it_msg_fn *on_msg, void *arg)
+{
+    char group[256];
+    it_unique_name(ctx, "reader", group, sizeof group);
+    const char *props[] = {"group.id", group,
+                           "enable.auto.commit", "false",
+                           "enable.auto.offset.store", "false",
+                           "fetch.wait.max.ms", "50",
+                           "max.partition.fetch.bytes", "4000000",
+                           "enable.partition.eof", "true",
+                           NULL};
+    struct it_reader *r = xcalloc(1, sizeof *r);
+    r->ctx = ctx;
+    r->topic = xstrdup(topic);
+    r->on_msg = on_msg;
+    r->arg = arg;
+    r->rk = client_new(ctx, RD_KAFKA_CONSUMER, props);
+    if (r->rk == NULL)
+        goto fail;
+    rd_kafka_poll_set_consumer(r->rk);
+    int all_led;
+    int n = topic_metadata(r->rk, topic, &all_led);
+    if (n <= 0) {
+        fprintf(stderr, "it: reader: topic %s has no partitions\n", topic);
+        goto fail;
+    }
+    r->nparts = n;
+    r->eof = xcalloc((size_t)n, sizeof *r->eof);
+    for (int p = 0; p < n; p++)
+        r->eof[p] = -1;
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++)
+        rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t err = rd_kafka_assign(r->rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "it: reader: assign %s: %s\n", topic,
+                rd_kafka_err2str(err));
+        goto fail;
+    }
+    return r;
+fail:
+    it_reader_free(r);
+    return NULL;
+}
+
+void it_reader_free(struct it_reader *r)
+{
+    if (r == NULL)
+        return;
+    if (r->rk != NULL) {
+        rd_kafka_consumer_close(r->rk);
+        rd_kafka_destroy(r->rk);
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        struct it_msg *m = r->msgs[i];
+        free(m->key);
+        free(m->value);
+        if (m->headers != NULL)
+            rd_kafka_headers_destroy(m->headers);
+        free(m);
+    }
+    free(r->msgs);
+    free(r->eof);
+    free(r->topic);
+    free(r);
+}
+
+/* Poll once; returns 1 when a message was stored, 0 otherwise. */
+static int reader_poll_one(struct it_reader *r, int timeout_ms)
+{
+    rd_kafka_message_t *km = rd_kafka_consumer_poll(r->rk, timeout_ms);
+    if (km == NULL)
+        return 0;
+    if (km->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* EOF carries the end offset, control records included, which is
+         * what it_reader_catch_up compares against. */
+        if (km->err == RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+            km->partition >= 0 && km->partition < r->nparts)
+            r->eof[km->partition] = km->offset;
+        else if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            fprintf(stderr, "it: reader %s: %s\n", r->topic,
+                    rd_kafka_message_errstr(km));
+        rd_kafka_message_destroy(km);
+        return 0;
+    }
+    struct it_msg *m = xcalloc(1, sizeof *m);
+    m->partition = km->partition;
+    m->offset = km->offset;
+    m->key = xmemdup(km->key, km->key_len);
+    m->key_len = km->key != NULL ? km->key_len : 0;
+    m->value = xmemdup(km->payload, km->len);
+    m->len = km->payload != NULL ? km->len : 0;
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_detach_headers(km, &h) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        m->headers = h;
+    rd_kafka_message_destroy(km);
+    if (r->n == r->cap) {
+        size_t cap = r->cap != 0 ? r->cap * 2 : 1024;
+        struct it_msg **msgs = realloc(r->msgs, cap * sizeof *msgs);
+        if (msgs == NULL) {
+            fprintf(stderr, "it: out of memory\n");
+            abort();
+        }
+        r->msgs = msgs;
+        r->cap = cap;
+    }
+    r->msgs[r->n++] = m;
+    if (r->on_msg != NULL)
+        r->on_msg(m, r->arg);
+    return 1;
+}
+
+/* The first process that exited although the test never signalled it. */
+static struct it_proc *unexpected_exit(struct it_ctx *ctx)
+{
+    for (int i = 0; i < ctx->nprocs; i++) {
+        struct it_proc *p = ctx->procs[i];
+        if (!p->signalled && !it_proc_running(p))
+            return p;
+    }
+    return NULL;
+}
+
+int it_reader_wait(struct it_reader *r, it_done_fn *done, void *done_arg,
+                   int64_t timeout_ms, const char *what)
+{
+    int64_t start = it_now_ms();
+    int64_t deadline = start + timeout_ms;
+    int64_t next_check = 0;
+    while (!done(done_arg)) {
+        int64_t now = it_now_ms();
+        if (now >= deadline) {
+            it_report_failure(r->ctx, __FILE__, __LINE__,
+                              "timed out after %.1f s waiting for %s on %s "
+                              "(%zu messages read)",
+                              (now - start) / 1000.0, what, r->topic, r->n);
+            return -1;
+        }
+        if (now >= next_check) {
+            struct it_proc *p = unexpected_exit(r->ctx);
+            if (p != NULL) {
+                char st[64];
+                it_report_failure(r->ctx, __FILE__, __LINE__,
+                                  "%s (pid %ld) ended with %s while "
+                                  "waiting for %s",
+                                  p->label, (long)p->pid,
+                                  it_status_str(p->status, st, sizeof st),
+                                  what);
+                return -1;
+            }
+            next_check = now + 100;
+        }
+        reader_poll_one(r, 50);
+    }
+    return 0;
+}
+
+size_t it_reader_drain(struct it_reader *r, int timeout_ms)
+{
+    size_t before = r->n;
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (it_now_ms() < deadline)
+        reader_poll_one(r, 50);
+    return r->n - before;
+}
+
+int it_reader_catch_up(struct it_reader *r, int64_t timeout_ms)
+{
+    int64_t start = it_now_ms();
+    int64_t *hi = xcalloc((size_t)r->nparts, sizeof *hi);
+    int rc = -1;
+    for (int p = 0; p < r->nparts; p++) {
+        int64_t lo = 0;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+            r->rk, r->topic, p, &lo, &hi[p], IT_BROKER_TIMEOUT_MS);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "it: watermarks %s[%d]: %s\n", r->topic, p,
+                    rd_kafka_err2str(err));
+            goto out;
+        }
+    }
+    for (;;) {
+        int behind = -1;
+        for (int p = 0; p < r->nparts && behind < 0; p++) {
+            if (r->eof[p] < hi[p])
+                behind = p;
+        }
+        if (behind < 0) {
+            rc = 0;
+            break;
+        }
+        if (it_now_ms() - start > timeout_ms) {
+            fprintf(stderr, "it: reader %s: partition %d still behind "
+                            "its end offset %" PRId64 " after %" PRId64
+                            " ms\n",
+                    r->topic, behind, hi[behind], timeout_ms);
+            break;
+        }
+        reader_poll_one(r, 50);
+    }
+out:
+    free(hi);
+    return rc;
+}
+
+size_t it_reader_count(const struct it_reader *r) { return r->n; }
+
+const struct it_msg *it_reader_msg(const struct it_reader *r, size_t i)
+{
+    return i < r->n ? r->msgs[i] : NULL;
+}
+
+long it_header_str(const rd_kafka_headers_t *h, const char *name, char *buf,
+                   size_t size)
+{
+    const void *val = NULL;
+    size_t len = 0;
+    if (h == NULL ||
+        rd_kafka_header_get_last(h, name, &val, &len) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    size_t n = len < size - 1 ? len : size - 1;
+    if (val != NULL)
+        memcpy(buf, val, n);
+    buf[n] = '\0';
+    return (long)len;
+}
+
+int it_offsets(struct it_ctx *ctx, const char *topic, const char *group,
+               int n, int64_t *end, int64_t *committed)
+{
+    /* A consumer that never subscribes does not join the group, so asking
+     * for the group's offsets does not disturb its members. */
+    const char *props[] = {"group.id", group, "enable.auto.commit", "false",
+                           NULL};
+    int rc = -1;
+    rd_kafka_t *rk = client_new(ctx, RD_KAFKA_CONSUMER, props);
+    if (rk == NULL)
+        return -1;
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+            rk, topic, p, &lo, &hi, IT_BROKER_TIMEOUT_MS);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "it: watermarks %s[%d]: %s\n", topic, p,
+                    rd_kafka_err2str(err));
+            goto out;
+        }
+        end[p] = hi;
+        rd_kafka_topic_partition_list_add(parts, topic, p);
+    }
+    rd_kafka_resp_err_t err =
+        rd_kafka_committed(rk, parts, IT_BROKER_TIMEOUT_MS);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "it: committed offsets of %s: %s\n", group,
+                rd_kafka_err2str(err));
+        goto out;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        if (tp->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "it: committed %s[%d]: %s\n", topic,
+                    (int)tp->partition, rd_kafka_err2str(tp->err));
+            goto out;
+        }
+        committed[tp->partition] = tp->offset;
+    }
+    rc = 0;
+out:
+    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
+                                const char *const *args)
+{
+    if (ctx->nprocs == IT_MAX_PROCS) {
+        fprintf(stderr, "it: too many processes\n");
+        return NULL;
+    }
+    struct it_proc *p = xcalloc(1, sizeof *p);
+    p->ctx = ctx;
+    snprintf(p->label, sizeof p->label, "%s", label);
+    snprintf(p->log_path, sizeof p->log_path, "%s/%s.%s.log", ctx->log_dir,
+             ctx->name, label);
+
+    /* Everything the child needs is prepared before fork: after fork in a
+     * process with librdkafka threads only async-signal-safe calls are
+     * allowed until exec. */
+    size_t nargs = 0;
+    while (args[nargs] != NULL)
+        nargs++;
+    char **argv = xcalloc(nargs + 4, sizeof *argv);
+    argv[0] = ctx->worker;
+    argv[1] = "--brokers";
+    argv[2] = ctx->brokers;
+    for (size_t i = 0; i < nargs; i++)
+        argv[3 + i] = (char *)args[i];
+    pid_t parent = getpid();
+    fflush(NULL);
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "it: fork: %s\n", strerror(errno));
+        free(argv);
+        free(p);
+        return NULL;
+    }
+    if (pid == 0) {
+        /* A test killed by its ctest timeout must not leave workers. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        if (fd < 0 || nul < 0)
+            _exit(126);
+        dup2(nul, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(argv[0], argv);
+        static const char msg[] = "it: execv of the worker failed\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        _exit(127);
+    }
+    free(argv);
+    p->pid = pid;
+    p->running = 1;
+    ctx->procs[ctx->nprocs++] = p;
+    fprintf(stderr, "it: started %s pid %ld, log %s\n", p->label, (long)pid,
+            p->log_path);
+    return p;
+}
+
+pid_t it_proc_pid(const struct it_proc *p) { return p->pid; }
+const char *it_proc_label(const struct it_proc *p) { return p->label; }
+
+int it_proc_signal(struct it_proc *p, int sig)
+{
+    p->signalled = 1;
+    if (!it_proc_running(p)) {
+        fprintf(stderr, "it: %s already exited; cannot send signal %d\n",
+                p->label, sig);
+        return -1;
+    }
+    if (kill(p->pid, sig) != 0) {
+        fprintf(stderr, "it: kill %s: %s\n", p->label, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int it_proc_running(struct it_proc *p)
+{
+    if (!p->running)
+        return 0;
+    pid_t r = waitpid(p->pid, &p->status, WNOHANG);
+    if (r == p->pid)
+        p->running = 0;
+    return p->running;
+}
+
+int it_proc_wait(struct it_proc *p, int64_t timeout_ms, int *status,
+                 int64_t *elapsed_ms)
+{
+    int64_t start = it_now_ms();
+    while (it_proc_running(p) && it_now_ms() - start < timeout_ms)
+        nap_ms(5);
+    if (elapsed_ms != NULL)
+        *elapsed_ms = it_now_ms() - start;
+    if (it_proc_running(p))
+        return -1;
+    if (status != NULL)
+        *status = p->status;
+    return 0;
+}
+
+/* The hexadecimal signal mask on the "<field>:" line of a status file. */
+static int status_mask(const char *text, const char *field,
+                       unsigned long long *mask)
+{
+    const char *s = strstr(text, field);
+    if (s == NULL)
+        return -1;
+    s += strlen(field);
+    char *end = NULL;
+    errno = 0;
+    *mask = strtoull(s, &end, 16);
+    return end == s || errno != 0 ? -1 : 0;
+}
+
+int it_proc_wait_signal_ready(struct it_proc *p, int sig, int64_t timeout_ms)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)p->pid);
+    unsigned long long bit = 1ULL << (sig - 1);
+    const char *base = strrchr(p->ctx->worker, '/');
+    char comm[16];
+    snprintf(comm, sizeof comm, "%s", base != NULL ? base + 1 : p->ctx->worker);
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (it_now_ms() < deadline) {
+        if (!it_proc_running(p))
+            return -1;
+        char text[4096];
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (n > 0) {
+            text[n] = '\0';
+            unsigned long long blk = 0, cgt = 0;
+            /* Until exec the child is our copy: wait for the worker's own
+             * image, whose name is its file name cut to 15 bytes. */
+            const char *name = strstr(text, "Name:\t");
+            int execd = name != NULL &&
+                        strncmp(name + 6, comm, strlen(comm)) == 0 &&
+                        name[6 + strlen(comm)] == '\n';
+            if (execd && status_mask(text, "\nSigBlk:", &blk) == 0 &&
+                status_mask(text, "\nSigCgt:", &cgt) == 0 &&
+                ((blk | cgt) & bit) != 0)
+                return 0;
+        }
+        nap_ms(2);
+    }
+    return -1;
+}
+
+const char *it_status_str(int status, char *buf, size_t size)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, size, "exit %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, size, "signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, size, "status 0x%x", (unsigned)status);
+    return buf;
+}
+
+void it_proc_log_tail(const struct it_proc *p, int lines)
+{
+    FILE *f = fopen(p->log_path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "---- %s: no log at %s\n", p->label, p->log_path);
+        return;
+    }
+    char buf[16384];
+    long size = 0;
+    if (fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    long from = size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Walk back over the last `lines` newlines. */
+    size_t start = n;
+    int seen = 0;
+    while (start > 0) {
+        if (buf[start - 1] == '\n' && start != n && ++seen == lines)
+            break;
+        start--;
+    }
+    fprintf(stderr, "---- last %d lines of %s (%s):\n%s", lines, p->label,
+            p->log_path, buf + start);
+    if (n > 0 && buf[n - 1] != '\n')
+        fputc('\n', stderr);
+    fprintf(stderr, "---- end of %s\n", p->label);
+}

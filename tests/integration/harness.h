@@ -1,0 +1,187 @@
+/* Test support for kinfer's integration tests against a real Kafka broker:
+ * unique names, topic creation, producing, reading topics back, offsets,
+ * and spawning, signalling and reaping kinfer-worker processes.  Talks to
+ * Kafka with librdkafka directly, so it does not share code with what it
+ * tests.  Single-threaded: every function runs on the test's main thread.
+ */
+#ifndef KINFER_IT_HARNESS_H
+#define KINFER_IT_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <librdkafka/rdkafka.h>
+
+struct it_ctx;
+struct it_proc;
+struct it_reader;
+
+/* Where a produced message landed, filled in by its delivery report.
+ * err stays -1 until the report arrives. */
+struct it_delivery {
+    int err; /* rd_kafka_resp_err_t, or -1 when not yet delivered */
+    int32_t partition;
+    int64_t offset;
+};
+
+/* One message read back from a topic.  key and value are NULL for a null
+ * key/value; otherwise they are copies with a NUL one past the end. */
+struct it_msg {
+    int32_t partition;
+    int64_t offset;
+    char *key;
+    size_t key_len;
+    char *value;
+    size_t len;
+    rd_kafka_headers_t *headers; /* NULL when the message had none */
+};
+
+/* Build the context from the test's command line:
+ *   --worker PATH --produce PATH --bootstrap-file PATH --log-dir DIR
+ * The broker list comes from $KINFER_TEST_BROKERS when set, else from the
+ * bootstrap file (written by "ops/kafka.sh start").  Waits (bounded) until
+ * the broker answers a metadata request.  name is the test's name, used
+ * in topic names and log file names.  Returns NULL after printing why. */
+struct it_ctx *it_ctx_new(const char *name, int argc, char **argv);
+
+/* SIGKILL and reap every process still running, then free.  NULL no-op. */
+void it_ctx_free(struct it_ctx *ctx);
+
+/* Borrowed from ctx. */
+const char *it_ctx_brokers(const struct it_ctx *ctx);
+const char *it_ctx_worker_path(const struct it_ctx *ctx);
+const char *it_ctx_produce_path(const struct it_ctx *ctx);
+
+/* Print "FAIL <file>:<line>: <message>" and the log tail of every process
+ * this context started, to stderr.  Tests call it through IT_REQUIRE. */
+void it_report_failure(struct it_ctx *ctx, const char *file, int line,
+                       const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Check cond; on failure report (with worker log tails) and fail the
+ * cmocka test.  The including file must include <cmocka.h>. */
+#define IT_REQUIRE(ctx, cond, ...)                                  \
+    do {                                                            \
+        if (!(cond)) {                                              \
+            it_report_failure((ctx), __FILE__, __LINE__, __VA_ARGS__); \
+            fail();                                                 \
+        }                                                           \
+    } while (0)
+
+/* Milliseconds on the monotonic clock. */
+int64_t it_now_ms(void);
+
+/* Write "kinfer-it-<test>-<what>-<pid>-<n>" to buf: unique per process
+ * and call, so no two tests or runs share a topic or group. */
+void it_unique_name(struct it_ctx *ctx, const char *what, char *buf,
+                    size_t size);
+
+/* Create topic with partitions partitions (replication 1) and the given
+ * NULL-terminated name, value, name, value, ... configs (may be NULL),
+ * then wait until metadata shows a leader for every partition.  Returns
+ * 0, or -1 after printing why. */
+int it_topic_create(struct it_ctx *ctx, const char *topic, int partitions,
+                    const char *const *configs);
+
+/* Number of partitions of topic per metadata, or -1 after printing why. */
+int it_topic_partitions(struct it_ctx *ctx, const char *topic);
+
+/* Queue one message on the context's producer.  partition is
+ * RD_KAFKA_PARTITION_UA to partition by key.  key and value may be NULL.
+ * headers (may be NULL) move to the producer on success and stay the
+ * caller's on failure.  dr, when not NULL, is filled by the delivery
+ * report and must stay valid until it_produce_flush returns.  Retries
+ * while the local queue is full.  Returns 0, or -1 after printing why. */
+int it_produce(struct it_ctx *ctx, const char *topic, int32_t partition,
+               const void *key, size_t key_len, const void *value,
+               size_t len, rd_kafka_headers_t *headers,
+               struct it_delivery *dr);
+
+/* Wait until every queued message is delivered.  Returns the number of
+ * messages whose delivery failed since the last flush (0 is success), or
+ * -1 when the flush timed out. */
+int it_produce_flush(struct it_ctx *ctx, int timeout_ms);
+
+/* Called for each message a reader consumes, in order of arrival; m and
+ * its fields are borrowed and stay valid until it_reader_free. */
+typedef void it_msg_fn(const struct it_msg *m, void *arg);
+
+/* True when the condition a test waits for holds. */
+typedef int it_done_fn(void *arg);
+
+/* A consumer that reads every partition of topic from the beginning
+ * (assign, no group membership, no commits) and keeps every message.
+ * on_msg may be NULL.  Returns NULL after printing why. */
+struct it_reader *it_reader_new(struct it_ctx *ctx, const char *topic,
+                                it_msg_fn *on_msg, void *arg);
+void it_reader_free(struct it_reader *r);
+
+/* Consume until done(done_arg) holds (checked before the first poll and
+ * after every message) or timeout_ms passes.  Also fails early when a
+ * process the context started exits without having been signalled by
+ * the test.  Returns 0 when done, or -1 after printing what was awaited
+ * (what), why it stopped, and the worker log tails. */
+int it_reader_wait(struct it_reader *r, it_done_fn *done, void *done_arg,
+                   int64_t timeout_ms, const char *what);
+
+/* Consume for up to timeout_ms without a condition; returns how many new
+ * messages arrived.  For "nothing more arrives" checks. */
+size_t it_reader_drain(struct it_reader *r, int timeout_ms);
+
+/* Consume until every partition has been read up to the end offset it
+ * had when called (so everything produced before the call is in).
+ * Returns 0, or -1 after printing which partition lags. */
+int it_reader_catch_up(struct it_reader *r, int64_t timeout_ms);
+
+size_t it_reader_count(const struct it_reader *r);
+/* Message i (0 .. count-1), in arrival order.  Borrowed from r. */
+const struct it_msg *it_reader_msg(const struct it_reader *r, size_t i);
+
+/* Value of the last header called name as a NUL-terminated copy in buf
+ * (truncated to size-1); returns its length, or -1 when absent. */
+long it_header_str(const rd_kafka_headers_t *h, const char *name, char *buf,
+                   size_t size);
+
+/* For each partition of topic, write the high watermark (end offset) to
+ * end[p] and the offset committed by group to committed[p] (-1001,
+ * RD_KAFKA_OFFSET_INVALID, when none).  Both arrays hold n entries and n
+ * must equal the partition count.  Returns 0 or -1 after printing why. */
+int it_offsets(struct it_ctx *ctx, const char *topic, const char *group,
+               int n, int64_t *end, int64_t *committed);
+
+/* Start the worker binary with "--brokers <brokers>" followed by the
+ * NULL-terminated args.  stdout and stderr go to
+ * <log-dir>/<test>.<label>.log.  The child gets SIGKILL if the test
+ * process dies.  Returns NULL after printing why. */
+struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
+                                const char *const *args);
+
+pid_t it_proc_pid(const struct it_proc *p);
+const char *it_proc_label(const struct it_proc *p);
+
+/* Send sig and mark the process as expected to exit.  0 or -1. */
+int it_proc_signal(struct it_proc *p, int sig);
+
+/* Wait up to timeout_ms for the process to exit.  Returns 0 and writes
+ * the waitpid status to *status, or -1 on timeout (process left running).
+ * *elapsed_ms, when not NULL, gets the time spent waiting. */
+int it_proc_wait(struct it_proc *p, int64_t timeout_ms, int *status,
+                 int64_t *elapsed_ms);
+
+/* 1 while the process has not been seen to exit. */
+int it_proc_running(struct it_proc *p);
+
+/* Wait until the process has installed a handler for sig or blocks it
+ * (per /proc/<pid>/status), so that sending sig tests the program's
+ * shutdown path rather than the default action.  0, or -1 on timeout or
+ * when the process exits first. */
+int it_proc_wait_signal_ready(struct it_proc *p, int sig, int64_t timeout_ms);
+
+/* Describe a waitpid status ("exit 0", "signal 9") in buf; returns buf. */
+const char *it_status_str(int status, char *buf, size_t size);
+
+/* Print the last lines lines of the process's log to stderr. */
+void it_proc_log_tail(const struct it_proc *p, int lines);
+
+#endif

@@ -10,6 +10,8 @@
 #include "kinfer/log.h"
 #include "kinfer/model.h"
 #include "kinfer/options.h"
+#include "kinfer/plugin.h"
+#include "kinfer/repo.h"
 #include "kinfer/worker.h"
 
 extern char **environ;
@@ -32,6 +34,53 @@ static const char intro[] =
     "request to the output topic.  Invalid requests also go, byte for "
     "byte,\nto the dead-letter topic.  SIGTERM/SIGINT drain, commit and "
     "exit 0.\n";
+
+/* Plugins first (their backends may be named by the repository), then the
+ * repository, then the built-in "scale" model unless the repository
+ * defines a model of that name. */
+static enum kinfer_err load_models(struct kinfer_models *models,
+                                   struct kinfer_plugins *plugins,
+                                   const char *plugin_list,
+                                   const char *repo, char *err,
+                                   size_t errsize)
+{
+    enum kinfer_err rc;
+    if (plugin_list != NULL) {
+        char *list = strdup(plugin_list);
+        if (list == NULL)
+            return KINFER_ERR_NOMEM;
+        char *save = NULL;
+        rc = KINFER_OK;
+        for (char *path = strtok_r(list, ":", &save);
+             path != NULL && rc == KINFER_OK;
+             path = strtok_r(NULL, ":", &save)) {
+            const struct kinfer_backend *b = NULL;
+            rc = kinfer_plugins_load(plugins, path, &b, err, errsize);
+            if (rc == KINFER_OK)
+                rc = kinfer_models_add_backend(models, b, err, errsize);
+            if (rc == KINFER_OK)
+                kinfer_log(KINFER_LOG_INFO, "loaded backend '%s' from %s",
+                           b->name, path);
+        }
+        free(list);
+        if (rc != KINFER_OK)
+            return rc;
+    }
+    if (repo != NULL) {
+        rc = kinfer_repo_load(models, repo, err, errsize);
+        if (rc != KINFER_OK)
+            return rc;
+    }
+    if (kinfer_models_find(models, "scale") == NULL) {
+        rc = kinfer_models_load(models, "scale", "scale", NULL, NULL, NULL,
+                                err, errsize);
+        if (rc != KINFER_OK)
+            return rc;
+    }
+    kinfer_log(KINFER_LOG_INFO, "serving models: %s",
+               kinfer_models_names(models));
+    return KINFER_OK;
+}
 
 int main(int argc, char **argv)
 {
@@ -73,6 +122,11 @@ int main(int argc, char **argv)
          "Larger requests are rejected (error result + dead letter)", 0},
         {"model", "KINFER_MODEL", KINFER_OPT_STRING, "scale", 0, 0, "NAME",
          "Model for requests without model_name", 0},
+        {"model-repo", "KINFER_MODEL_REPO", KINFER_OPT_STRING, NULL, 0, 0,
+         "DIR", "Model repository: one subdirectory with a config.json per "
+         "model", 0},
+        {"plugin", "KINFER_PLUGINS", KINFER_OPT_LIST, NULL, 0, 0, "PATH",
+         "Backend plugin (.so) to load; repeatable (env: ':'-separated)", 0},
         {"drain-timeout", "KINFER_DRAIN_TIMEOUT", KINFER_OPT_INT, "30", 0,
          3600, "SECONDS",
          "On shutdown or revocation, wait this long for in-flight results",
@@ -150,11 +204,16 @@ int main(int argc, char **argv)
 
     int status = 1;
     struct kinfer_models *models = NULL;
+    struct kinfer_plugins *plugins = NULL;
     struct kinfer_worker *w = NULL;
     if (kinfer_models_new(&models) != KINFER_OK ||
-        kinfer_models_load(models, "scale", "scale", NULL, NULL, NULL, err,
-                           sizeof err) != KINFER_OK) {
-        fprintf(stderr, "kinfer-worker: loading models: %s\n", err);
+        kinfer_plugins_new(&plugins) != KINFER_OK)
+        goto out;
+    if (load_models(models, plugins, kinfer_opts_get(o, "plugin"),
+                    kinfer_opts_get(o, "model-repo"), err,
+                    sizeof err) != KINFER_OK) {
+        fprintf(stderr, "kinfer-worker: %s\n", err);
+        status = 2;
         goto out;
     }
     if (kinfer_models_find(models, cfg.default_model) == NULL) {
@@ -183,6 +242,7 @@ out:
     running = NULL;
     kinfer_worker_free(w);
     kinfer_models_free(models);
+    kinfer_plugins_free(plugins);
     free(props);
     kinfer_opts_free(o);
     return status;

@@ -91,11 +91,16 @@ static int echo_len(const char *s)
 
 /* The shortest "%g" text that reads back as exactly v (as a float when
  * is_float).  %.17g (%.9g) always does; shorter ones are tried first so
- * 0.1 is sent as 0.1, not 0.10000000000000001.  The decimal point is
- * forced to '.' in case someone calls setlocale(). */
+ * 0.1 is sent as 0.1, not 0.10000000000000001.  For a normal number the
+ * first precision that round-trips, from 15 (6), is also the shortest;
+ * subnormals carry fewer digits, so they start from 1 (5e-324, not
+ * 4.94065645841247e-324).  The decimal point is forced to '.' in case
+ * someone calls setlocale(). */
 static void fmt_real(char *buf, size_t size, double v, int is_float)
 {
-    int prec = is_float ? 6 : 15;
+    int subnormal = is_float ? fpclassify((float)v) == FP_SUBNORMAL
+                             : fpclassify(v) == FP_SUBNORMAL;
+    int prec = subnormal ? 1 : is_float ? 6 : 15;
     int max = is_float ? 9 : 17;
     for (; prec <= max; prec++) {
         snprintf(buf, size, "%.*g", prec, v);
@@ -283,8 +288,8 @@ static enum kinfer_err fail_json(struct dec *d, const json_error_t *je)
 }
 
 /* Read optional string member key of obj into *out.  JSON null counts as
- * absent (clients built on optional fields often send it).  Returns 0 on
- * success, else writes the error and returns its code. */
+ * absent (clients built on optional fields often send it).  On a bad
+ * value writes the error and returns its code. */
 static enum kinfer_err read_opt_string(struct dec *d, const json_t *obj,
                                        const char *key, char **out)
 {

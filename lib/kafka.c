@@ -49,3 +49,31 @@ rd_kafka_conf_t *kinfer_kafka_conf(const char *brokers,
     rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
     return conf;
 }
+
+int kinfer_kafka_warm(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                      char *err, size_t errsize)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rkt == NULL) {
+        kinfer_fmt(err, errsize, "topic '%s': %s", topic,
+                   rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    int rc = 0;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kinfer_fmt(err, errsize, "metadata for topic '%s': %s", topic,
+                   rd_kafka_err2str(e));
+        rc = -1;
+    } else if (md->topic_cnt != 1 || md->topics[0].err != 0) {
+        kinfer_fmt(err, errsize, "topic '%s': %s", topic,
+                   md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
+                                      : "no metadata");
+        rc = -1;
+    }
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}

@@ -17,4 +17,11 @@ rd_kafka_conf_t *kinfer_kafka_conf(const char *brokers,
                                    const struct kinfer_kafka_prop *user,
                                    size_t n_user, char *err, size_t errsize);
 
+/* Ask rk for topic's metadata (up to timeout_ms) so its partitions are
+ * known before the first message: librdkafka 2.0.2 otherwise holds the
+ * first message to each partition of a new producer for up to a second.
+ * Returns 0, or -1 with the reason in err. */
+int kinfer_kafka_warm(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                      char *err, size_t errsize);
+
 #endif

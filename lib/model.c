@@ -9,6 +9,7 @@
 #include "kinfer/log.h"
 #include "kinfer/model.h"
 #include "kinfer/tensor.h"
+#include "backends/builtin_ml.h"
 #include "model_builtin.h"
 #include "util.h"
 
@@ -16,6 +17,7 @@
 
 struct kinfer_model {
     char *name;
+    size_t index;
     const struct kinfer_backend *backend;
     void *handle;
     struct kinfer_model_settings settings; /* version owned */
@@ -33,6 +35,9 @@ static void *host_alloc(size_t size)
 {
     return calloc(1, size ? size : 1);
 }
+
+static void host_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void host_log(int level, const char *fmt, ...)
 {
@@ -59,8 +64,12 @@ enum kinfer_err kinfer_models_new(struct kinfer_models **out)
 {
     struct kinfer_models *ms = kinfer_xcalloc(1, sizeof *ms);
     ms->names = kinfer_xstrdup("");
-    const struct kinfer_backend *const *builtins = kinfer_builtin_backends();
-    for (size_t i = 0; builtins[i] != NULL; i++) {
+    const struct kinfer_backend *builtins[] = {
+        &kinfer_backend_scale,
+        kinfer_backend_mlp(),
+        kinfer_backend_topk(),
+    };
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
         char err[256];
         enum kinfer_err rc =
             kinfer_models_add_backend(ms, builtins[i], err, sizeof err);
@@ -208,6 +217,7 @@ enum kinfer_err kinfer_models_load(struct kinfer_models *ms, const char *name,
         m->settings.preferred_batch_size = m->settings.max_batch_size;
     ms->models = kinfer_xrealloc(ms->models,
                                  (ms->n_models + 1) * sizeof *ms->models);
+    m->index = ms->n_models;
     ms->models[ms->n_models++] = m;
     update_names(ms);
     return KINFER_OK;
@@ -220,6 +230,22 @@ const struct kinfer_model *kinfer_models_find(const struct kinfer_models *ms,
         if (strcmp(ms->models[i]->name, name) == 0)
             return ms->models[i];
     return NULL;
+}
+
+size_t kinfer_models_count(const struct kinfer_models *ms)
+{
+    return ms->n_models;
+}
+
+const struct kinfer_model *kinfer_models_at(const struct kinfer_models *ms,
+                                            size_t i)
+{
+    return i < ms->n_models ? ms->models[i] : NULL;
+}
+
+size_t kinfer_model_index(const struct kinfer_model *m)
+{
+    return m->index;
 }
 
 const char *kinfer_models_names(const struct kinfer_models *ms)

@@ -159,12 +159,3 @@ const struct kinfer_backend kinfer_backend_scale = {
     .infer = scale_infer,
     .destroy = scale_destroy,
 };
-
-const struct kinfer_backend *const *kinfer_builtin_backends(void)
-{
-    static const struct kinfer_backend *const list[] = {
-        &kinfer_backend_scale,
-        NULL,
-    };
-    return list;
-}

@@ -170,6 +170,7 @@ static enum kinfer_err check_value(const struct kinfer_optdef *d,
 {
     switch (d->type) {
     case KINFER_OPT_STRING:
+    case KINFER_OPT_LIST:
         if (text[0] != '\0')
             return KINFER_OK;
         kinfer_fmt(err, errsize, "%s: expected a non-empty value", where);
@@ -207,6 +208,17 @@ static enum kinfer_err set_value(struct opt_value *v,
         return rc;
     if (rank < v->rank)
         return KINFER_OK;
+    if (d->type == KINFER_OPT_LIST && rank == v->rank && v->text != NULL) {
+        /* Repeats from one source accumulate. */
+        size_t a = strlen(v->text), b = strlen(text);
+        char *joined = kinfer_xmalloc(a + b + 2);
+        memcpy(joined, v->text, a);
+        joined[a] = ':';
+        memcpy(joined + a + 1, text, b + 1);
+        free(v->text);
+        v->text = joined;
+        return KINFER_OK;
+    }
     free(v->text);
     /* Flags read back in one spelling whatever the source wrote. */
     if (d->type == KINFER_OPT_FLAG)

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "kafka.h"
+#include "kinfer/batcher.h"
 #include "kinfer/log.h"
 #include "kinfer/pool.h"
 #include "kinfer/request.h"
@@ -40,9 +41,26 @@ struct job {
     char *model_name;        /* likewise */
 };
 
+/* A decoded request waiting in a model's batcher. */
+struct pending {
+    struct job *job;
+    struct kinfer_request req;
+};
+
+/* Per loaded model: its batcher, or NULL when it runs one request per
+ * call (max_batch_size 1). */
+struct model_ctx {
+    struct kinfer_worker *w;
+    const struct kinfer_model *model;
+    struct kinfer_batcher *batcher;
+};
+
 struct kinfer_worker {
     struct kinfer_worker_config cfg; /* strings borrowed from the caller */
     const struct kinfer_models *models;
+    struct model_ctx *mctx;          /* one per model, by index */
+    size_t n_mctx;
+    atomic_size_t decoding;          /* jobs between dequeue and batcher */
     rd_kafka_t *consumer; /* poll thread only */
     rd_kafka_t *producer; /* any thread */
     struct kinfer_pool *pool;
@@ -59,6 +77,7 @@ struct kinfer_worker {
     atomic_size_t in_flight;       /* jobs dispatched and not ended */
     atomic_size_t in_flight_bytes; /* their message sizes */
     int paused;                    /* poll thread only */
+    int close_abandoned;           /* consumer close timed out */
 
     atomic_ullong consumed, answered, errors, dead_letters, failures;
     int64_t last_stats_ms; /* poll thread only */
@@ -383,13 +402,58 @@ static void run_job(void *p, void *arg)
                    "model_name: unknown model '%s' (this worker serves: %s)",
                    j->model_name, kinfer_models_names(w->models));
         send_error_result(j, err);
-    } else {
+        kinfer_request_clear(&req);
+        return;
+    }
+    struct model_ctx *mc = &w->mctx[kinfer_model_index(model)];
+    if (mc->batcher == NULL) {
         struct kinfer_infer_item item = {.request = &req};
         kinfer_model_infer(model, &item, 1);
         answer(j, &req, model, &item);
         kinfer_infer_item_clear(&item);
+        kinfer_request_clear(&req);
+        return;
     }
-    kinfer_request_clear(&req);
+    struct pending *pend = kinfer_xmalloc(sizeof *pend);
+    pend->job = j;
+    pend->req = req; /* moves: cleared after the batch ran */
+    atomic_fetch_sub(&w->decoding, 1);
+    kinfer_batcher_submit(mc->batcher, pend);
+    atomic_fetch_add(&w->decoding, 1);
+}
+
+static void run_job_counted(void *p, void *arg)
+{
+    struct kinfer_worker *w = arg;
+    atomic_fetch_add(&w->decoding, 1);
+    run_job(p, arg);
+    atomic_fetch_sub(&w->decoding, 1);
+}
+
+/* Runs a batch of one model on a pool thread (the batcher's collector). */
+static void run_batch(void **items, size_t n, void *arg)
+{
+    struct model_ctx *mc = arg;
+    struct kinfer_infer_item *its = kinfer_xcalloc(n, sizeof *its);
+    for (size_t i = 0; i < n; i++)
+        its[i].request = &((struct pending *)items[i])->req;
+    kinfer_model_infer(mc->model, its, n);
+    for (size_t i = 0; i < n; i++) {
+        struct pending *p = items[i];
+        answer(p->job, &p->req, mc->model, &its[i]);
+        kinfer_infer_item_clear(&its[i]);
+        kinfer_request_clear(&p->req);
+        free(p);
+    }
+    free(its);
+}
+
+/* Whether more requests may reach a batcher soon: some are queued for the
+ * pool or being decoded.  When neither holds, waiting only adds latency. */
+static int more_work(void *arg)
+{
+    struct kinfer_worker *w = arg;
+    return atomic_load(&w->decoding) > 0 || kinfer_pool_queued(w->pool) > 0;
 }
 
 /* --------------------------------------------------------- poll thread */
@@ -691,6 +755,29 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     if (w->cfg.max_in_flight_bytes == 0)
         w->cfg.max_in_flight_bytes = 1;
 
+    w->n_mctx = kinfer_models_count(models);
+    w->mctx = kinfer_xcalloc(w->n_mctx + 1, sizeof *w->mctx);
+    for (size_t i = 0; i < w->n_mctx; i++) {
+        struct model_ctx *mc = &w->mctx[i];
+        mc->w = w;
+        mc->model = kinfer_models_at(models, i);
+        const struct kinfer_model_settings *s =
+            kinfer_model_settings(mc->model);
+        if (s->max_batch_size <= 1)
+            continue;
+        struct kinfer_batcher_config bc = {
+            .max_batch = s->max_batch_size,
+            .preferred = s->preferred_batch_size,
+            .max_delay_us = s->max_queue_delay_us,
+        };
+        if (kinfer_batcher_new(&bc, run_batch, mc, more_work, w,
+                               &mc->batcher) != KINFER_OK) {
+            kinfer_fmt(err, errsize, "model '%s': bad batching settings",
+                       kinfer_model_name(mc->model));
+            goto fail;
+        }
+    }
+
     char why[512];
     rd_kafka_conf_t *cc = kinfer_kafka_conf(
         cfg->brokers, consumer_defaults, N_ELEMS(consumer_defaults),
@@ -732,8 +819,8 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     }
 
     if (kinfer_tracker_new(&w->tracker) != KINFER_OK ||
-        kinfer_pool_new(w->cfg.threads, w->cfg.max_in_flight + 64, run_job,
-                        w, &w->pool) != KINFER_OK) {
+        kinfer_pool_new(w->cfg.threads, w->cfg.max_in_flight + 64,
+                        run_job_counted, w, &w->pool) != KINFER_OK) {
         kinfer_fmt(err, errsize, "starting %zu inference threads failed",
                    w->cfg.threads);
         goto fail;
@@ -772,6 +859,41 @@ void kinfer_worker_get_stats(const struct kinfer_worker *w,
     st->errors = atomic_load(&mw->errors);
     st->dead_letters = atomic_load(&mw->dead_letters);
     st->failures = atomic_load(&mw->failures);
+}
+
+/* Leave the group, serving rebalance callbacks meanwhile, but never for
+ * longer than CLOSE_TIMEOUT_MS: librdkafka 2.0.2 can wait on a cooperative
+ * rebalance in progress for minutes.  The offsets are already committed,
+ * so giving up only means the group notices our absence after
+ * session.timeout.ms instead of at once. */
+#define CLOSE_TIMEOUT_MS 10000
+
+static void close_consumer(struct kinfer_worker *w)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(w->consumer);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(w->consumer, q);
+    if (e != NULL) {
+        kinfer_log(KINFER_LOG_WARN, "closing the consumer: %s",
+                   rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else {
+        int64_t deadline = kinfer_now_ms() + CLOSE_TIMEOUT_MS;
+        while (!rd_kafka_consumer_closed(w->consumer) &&
+               kinfer_now_ms() < deadline) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
+            if (m != NULL)
+                rd_kafka_message_destroy(m);
+        }
+    }
+    if (q != NULL)
+        rd_kafka_queue_destroy(q);
+    if (!rd_kafka_consumer_closed(w->consumer)) {
+        kinfer_log(KINFER_LOG_WARN,
+                   "leaving the group did not finish in %d ms; the group "
+                   "drops this member after session.timeout.ms",
+                   CLOSE_TIMEOUT_MS);
+        w->close_abandoned = 1;
+    }
 }
 
 /* Stop taking work, let what is in flight finish (bounded), flush, store
@@ -820,10 +942,7 @@ static void shutdown_pipeline(struct kinfer_worker *w)
         err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         kinfer_log(KINFER_LOG_WARN, "final commit: %s",
                    rd_kafka_err2str(err));
-    err = rd_kafka_consumer_close(w->consumer);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        kinfer_log(KINFER_LOG_WARN, "closing the consumer: %s",
-                   rd_kafka_err2str(err));
+    close_consumer(w);
     log_stats(w, "stopped: ");
     kinfer_log(KINFER_LOG_INFO, "shutdown took %lld ms",
                (long long)(kinfer_now_ms() - start));
@@ -848,6 +967,15 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
                w->cfg.input_topic, w->cfg.group, w->cfg.threads,
                w->cfg.output_topic, w->cfg.dlq_topic);
     w->last_stats_ms = kinfer_now_ms();
+    /* Learn the output partitions now rather than holding the first
+     * results (see kinfer_kafka_warm); a missing topic is worth a word. */
+    const char *outs[] = {w->cfg.output_topic, w->cfg.dlq_topic};
+    for (size_t i = 0; i < 2; i++) {
+        char why[256];
+        if (kinfer_kafka_warm(w->producer, outs[i], 5000, why, sizeof why))
+            kinfer_log(KINFER_LOG_WARN, "%s (results cannot be delivered "
+                       "until it exists)", why);
+    }
 
     while (!atomic_load(&w->stop) && !atomic_load(&w->fatal)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
@@ -873,7 +1001,13 @@ void kinfer_worker_free(struct kinfer_worker *w)
     if (w->producer != NULL)
         rd_kafka_destroy(w->producer);
     if (w->consumer != NULL)
-        rd_kafka_destroy(w->consumer);
+        rd_kafka_destroy_flags(w->consumer,
+                               w->close_abandoned
+                                   ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
+                                   : 0);
     kinfer_tracker_free(w->tracker);
+    for (size_t i = 0; i < w->n_mctx; i++)
+        kinfer_batcher_free(w->mctx[i].batcher);
+    free(w->mctx);
     free(w);
 }

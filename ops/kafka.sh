@@ -7,8 +7,14 @@
 set -euo pipefail
 
 readonly KAFKA_VERSION=3.9.1
-readonly OPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly KAFKA_HOME="${KINFER_KAFKA_HOME:-$HOME/.cache/kinfer/kafka-$KAFKA_VERSION}"
+OPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly OPS_DIR
+KAFKA_HOME="${KINFER_KAFKA_HOME:-}"
+if [[ -z "$KAFKA_HOME" ]]; then
+    KAFKA_HOME="${HOME:?set HOME or KINFER_KAFKA_HOME}"
+    KAFKA_HOME="$KAFKA_HOME/.cache/kinfer/kafka-$KAFKA_VERSION"
+fi
+readonly KAFKA_HOME
 readonly LIBS="$KAFKA_HOME/libs"
 readonly LOG4J="$OPS_DIR/kafka/log4j.properties"
 readonly START_DEADLINE_S="${KINFER_KAFKA_START_TIMEOUT:-90}"
@@ -35,7 +41,8 @@ usage: ops/kafka.sh COMMAND [ARGS]
       Create topics (replication factor 1) unless they exist, then wait
       until every partition has a leader.
   stop --dir DIR
-      SIGTERM the broker, SIGKILL after ${STOP_DEADLINE_S} s.  Succeeds when nothing runs.
+      SIGTERM the broker, SIGKILL after ${STOP_DEADLINE_S} s.  Succeeds when
+      nothing runs.
   status --dir DIR
       Exit 0 and print the bootstrap address when DIR's broker runs and
       answers, exit 1 otherwise.
@@ -55,12 +62,10 @@ need() {
 
 now_ms() { date +%s%3N; }
 
-# Absolute path of $1 without requiring it to exist.
+# Canonical absolute path of $1 without requiring it to exist: the broker's
+# command line embeds it, and later calls find the broker by it.
 abspath() {
-    case "$1" in
-    /*) printf '%s\n' "$1" ;;
-    *) printf '%s/%s\n' "$PWD" "$1" ;;
-    esac
+    realpath -m -- "$1"
 }
 
 cmd_fetch() {
@@ -83,7 +88,7 @@ cmd_fetch() {
         die "mvn could not resolve Kafka $KAFKA_VERSION (network? ~/.m2?)"
     fi
     [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] ||
-        { rm -rf "$tmp"; die "kafka_2.13-$KAFKA_VERSION.jar missing after mvn"; }
+        { rm -rf "$tmp"; die "no kafka_2.13-$KAFKA_VERSION.jar after mvn"; }
     touch "$tmp/.complete-$KAFKA_VERSION"
     if [[ -f "$marker" ]]; then
         rm -rf "$tmp"        # another fetch won the race
@@ -121,8 +126,10 @@ parse_opts() {
         esac
     done
     if [[ -n "$OPT_PORT" ]]; then
-        [[ "$OPT_PORT" =~ ^[0-9]+$ ]] && ((OPT_PORT > 0 && OPT_PORT < 65536)) ||
+        if ! [[ "$OPT_PORT" =~ ^[1-9][0-9]{0,4}$ ]] ||
+            ((OPT_PORT > 65535)); then
             die "--port must be a TCP port number, not '$OPT_PORT'"
+        fi
     fi
 }
 
@@ -245,8 +252,6 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 default.replication.factor=1
 min.insync.replicas=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
 
 # Tests create their topics explicitly; a typo must fail, not create one.
 auto.create.topics.enable=false
@@ -258,9 +263,11 @@ offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
 num.io.threads=2
 num.network.threads=2
-num.recovery.threads.per.data.dir=1
-log.flush.offset.checkpoint.interval.ms=5000
-delete.topic.enable=true
+# After a crash the dead incarnation stays registered until its session
+# expires (default 9 s); a shorter session makes restarts after SIGKILL
+# quick while still allowing eight missed heartbeats.
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=4000
 EOF
     mv "$dir/server.properties.tmp" "$dir/server.properties"
 }
@@ -280,8 +287,8 @@ wait_ready() {
             log_tail "$dir"
             die "broker in $dir exited during start-up"
         fi
-        # Cheap check first: kcat only once the log says the broker is up
-        # or the listener accepts connections.
+        # Cheap check first: run kcat only once the listener accepts
+        # connections.
         if ! port_is_free "${bootstrap##*:}" && answers "$bootstrap"; then
             return 0
         fi
@@ -372,21 +379,21 @@ cmd_start() {
     # survives the caller's terminal and stop can signal the whole group.
     # The inner shell writes its own PID before exec'ing java, so the pid
     # file names the JVM whether or not setsid had to fork.
+    # shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
     setsid bash -c 'echo $$ >"$1/kafka.pid"; shift; exec "$@"' _ "$dir" \
         java -Xmx"${KINFER_KAFKA_HEAP:-768m}" -Xms128m -XX:+UseSerialGC \
         -Djava.awt.headless=true \
         -Dlog4j.configuration="file:$LOG4J" \
         -Dkafka.logs.dir="$dir" \
         -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-        </dev/null >"$dir/kafka.log" 2>&1 &
-    local launcher=$!
+        </dev/null >"$dir/kafka.log" 2>&1 9>&- &
+    disown "$!"   # no "Killed" job notice if the broker dies early
     local deadline=$(($(now_ms) + 5000))
     while [[ ! -s "$dir/kafka.pid" ]]; do
-        if ! kill -0 "$launcher" 2>/dev/null && [[ ! -s "$dir/kafka.pid" ]]; then
+        if (($(now_ms) > deadline)); then
             log_tail "$dir"
-            die "could not launch java"
+            die "could not launch the broker (no $dir/kafka.pid after 5 s)"
         fi
-        (($(now_ms) < deadline)) || die "launcher wrote no pid file"
         sleep 0.05
     done
     pid="$(<"$dir/kafka.pid")"
@@ -414,8 +421,8 @@ stop_broker() {
     while kill -0 "$pid" 2>/dev/null; do
         if (($(now_ms) > deadline)); then
             log "broker $pid ignored SIGTERM for ${STOP_DEADLINE_S} s; SIGKILL"
-            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null ||
-                true
+            kill -KILL -- "-$pid" 2>/dev/null ||
+                kill -KILL "$pid" 2>/dev/null || true
             local kdeadline=$(($(now_ms) + 5000))
             while kill -0 "$pid" 2>/dev/null; do
                 (($(now_ms) < kdeadline)) || die "pid $pid survived SIGKILL"
@@ -471,7 +478,8 @@ cmd_create_topic() {
     need kcat
     local bootstrap="$OPT_BOOTSTRAP"
     if [[ -z "$bootstrap" ]]; then
-        [[ -n "$OPT_DIR" ]] || die "create-topic needs --dir DIR or --bootstrap B"
+        [[ -n "$OPT_DIR" ]] ||
+            die "create-topic needs --dir DIR or --bootstrap HOST:PORT"
         bootstrap="$(cat "$OPT_DIR/bootstrap" 2>/dev/null)" ||
             die "no broker address in $OPT_DIR/bootstrap (start it first)"
     fi
@@ -481,7 +489,8 @@ cmd_create_topic() {
     else
         specs=("${ARGS[@]}")
     fi
-    ((${#specs[@]} > 0)) || die "create-topic: name the topics (NAME PARTS or NAME:PARTS...)"
+    ((${#specs[@]} > 0)) ||
+        die "create-topic: name topics: NAME PARTITIONS or NAME:PARTITIONS..."
     local spec name parts
     for spec in "${specs[@]}"; do
         name="${spec%:*}"
@@ -492,6 +501,8 @@ cmd_create_topic() {
             die "create-topic: bad topic name '$name'"
     done
     cmd_fetch
+    # Fail in seconds, not after the admin client's 60 s timeout.
+    answers "$bootstrap" || die "no Kafka broker answers at $bootstrap"
 
     # TopicCommand takes one topic per JVM: run up to four side by side
     # and collect every status.
@@ -506,7 +517,8 @@ cmd_create_topic() {
         logs[i]="$(mktemp "${TMPDIR:-/tmp}/kinfer-topic.XXXXXX")"
         java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" \
             -Dlog4j.configuration="file:$LOG4J" \
-            org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
+            org.apache.kafka.tools.TopicCommand \
+            --bootstrap-server "$bootstrap" \
             --create --if-not-exists --topic "$name" --partitions "$parts" \
             --replication-factor 1 </dev/null >"${logs[i]}" 2>&1 &
         pids[i]=$!

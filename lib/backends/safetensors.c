@@ -163,7 +163,8 @@ static int st_item_by_offset(const void *a, const void *b)
         return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end)
         return x->end < y->end ? -1 : 1;
-    return 0;
+    /* By name last, so the message about two tensors is reproducible. */
+    return strcmp(x->name, y->name);
 }
 
 /* A non-negative JSON integer as uint64_t, or 0 (and *ok = 0). */

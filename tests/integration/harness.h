@@ -48,6 +48,13 @@ struct it_ctx *it_ctx_new(const char *name, int argc, char **argv);
 /* SIGKILL and reap every process still running, then free.  NULL no-op. */
 void it_ctx_free(struct it_ctx *ctx);
 
+/* SIGKILL and reap every process of ctx still running. */
+void it_ctx_kill_all(struct it_ctx *ctx);
+
+/* A cmocka teardown (state is the it_ctx): it_ctx_kill_all, so a failed
+ * test does not leave workers running into the next one. */
+int it_teardown(void **state);
+
 /* Borrowed from ctx. */
 const char *it_ctx_brokers(const struct it_ctx *ctx);
 const char *it_ctx_worker_path(const struct it_ctx *ctx);
@@ -121,7 +128,7 @@ void it_reader_free(struct it_reader *r);
  * after every message) or timeout_ms passes.  Also fails early when a
  * process the context started exits without having been signalled by
  * the test.  Returns 0 when done, or -1 after printing what was awaited
- * (what), why it stopped, and the worker log tails. */
+ * (what) and why it stopped; the caller's IT_REQUIRE adds the log tails. */
 int it_reader_wait(struct it_reader *r, it_done_fn *done, void *done_arg,
                    int64_t timeout_ms, const char *what);
 
@@ -149,6 +156,14 @@ long it_header_str(const rd_kafka_headers_t *h, const char *name, char *buf,
  * must equal the partition count.  Returns 0 or -1 after printing why. */
 int it_offsets(struct it_ctx *ctx, const char *topic, const char *group,
                int n, int64_t *end, int64_t *committed);
+
+/* Wait until the broker reports at least min_members members in group
+ * (polling DescribeConsumerGroups).  Returns the member count and sets
+ * *state (may be NULL) to the group state's name ("PreparingRebalance",
+ * "Stable", ...); -1 on timeout or when a worker exits unexpectedly. */
+int it_group_wait_members(struct it_ctx *ctx, const char *group,
+                          int min_members, int64_t timeout_ms,
+                          const char **state);
 
 /* Start the worker binary with "--brokers <brokers>" followed by the
  * NULL-terminated args.  stdout and stderr go to

@@ -4,8 +4,6 @@
  */
 #include "requests.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,10 +78,11 @@ char *it_req_json(size_t i, size_t *len)
     for (int d = 0; d < s.ndim; d++)
         json_array_append_new(shape, json_integer(s.shape[d]));
     json_t *data = json_array();
-    for (size_t j = 0; j < s.count; j++)
-        json_array_append_new(data, s.data_as_real
-                                        ? json_real(s.values[j])
-                                        : json_integer((json_int_t)s.values[j]));
+    for (size_t j = 0; j < s.count; j++) {
+        json_t *v = s.data_as_real ? json_real(s.values[j])
+                                   : json_integer((json_int_t)s.values[j]);
+        json_array_append_new(data, v);
+    }
     json_t *input = json_object();
     json_object_set_new(input, "name", json_string("x"));
     json_object_set_new(input, "shape", shape);
@@ -276,8 +275,11 @@ void it_answers_on_msg(const struct it_msg *m, void *arg)
         return;
     }
     a->results++;
-    if (a->count[i]++ == 0)
-        a->unique++;
+    if (a->count[i]++ == 0) {
+        a->last_ms = it_now_ms();
+        if (a->unique++ == 0)
+            a->first_ms = a->last_ms;
+    }
 
     char trace[64], want[64];
     snprintf(want, sizeof want, "trace-%zu", i);

@@ -33,6 +33,8 @@ struct it_answers {
     size_t wrong;      /* results that failed a check */
     size_t foreign;    /* messages whose key is not one of ours */
     size_t target;     /* it_answers_reached: wait for this many unique */
+    int64_t first_ms;  /* it_now_ms() when the first result was read */
+    int64_t last_ms;   /* ... and when the latest new request was */
     char first_wrong[3][512]; /* why the first few failed */
 };
 

@@ -62,6 +62,14 @@ kinfer_model_settings(const struct kinfer_model *m);
 const struct kinfer_model *kinfer_models_find(const struct kinfer_models *ms,
                                               const char *name);
 
+/* The loaded models, in load order: index 0 .. count-1. */
+size_t kinfer_models_count(const struct kinfer_models *ms);
+const struct kinfer_model *kinfer_models_at(const struct kinfer_models *ms,
+                                            size_t i);
+
+/* The position of m in its registry (as kinfer_models_at counts). */
+size_t kinfer_model_index(const struct kinfer_model *m);
+
 /* Comma-separated names of the loaded models, for error messages. */
 const char *kinfer_models_names(const struct kinfer_models *ms);
 

@@ -22,8 +22,10 @@
 enum kinfer_opt_type {
     KINFER_OPT_STRING, /* any non-empty string */
     KINFER_OPT_INT,    /* decimal integer within [min, max] */
-    KINFER_OPT_FLAG    /* no argument on the command line; "true"/"false",
+    KINFER_OPT_FLAG,   /* no argument on the command line; "true"/"false",
                           "1"/"0" in env or file */
+    KINFER_OPT_LIST    /* repeatable string: the repeats of the winning
+                          source are joined with ':' (as PATH is) */
 };
 
 struct kinfer_optdef {

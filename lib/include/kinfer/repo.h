@@ -41,7 +41,7 @@
  *   "models/foo/config.json: max_batch_size: expected an integer from 1
  *    to 4096"                                         KINFER_ERR_CONFIG
  *   "models/foo/config.json: missing"                 KINFER_ERR_CONFIG
- *   "models/foo/config.json: not JSON at line 3 column 1: ..."
+ *   "models/foo/config.json: invalid JSON at line 3 column 1: ..."
  *                                                     KINFER_ERR_CONFIG
  *   "models: no model directories"                    KINFER_ERR_CONFIG
  *   "models: No such file or directory"               KINFER_ERR_IO

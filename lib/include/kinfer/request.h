@@ -64,7 +64,18 @@ struct kinfer_limits {
  * KINFER_ERR_TOO_LARGE and writes a precise, NUL-terminated reason to
  * err[0..errsize) (e.g. "inputs[0].data: expected 6 elements for shape
  * [2,3], got 5"); req->id and req->model_name are still filled when they
- * could be read, so the error result can carry them.  lim may be NULL. */
+ * could be read, so the error result can carry them.  lim may be NULL.
+ * err may be NULL when errsize is 0; the reason is always valid UTF-8
+ * (truncated on a character boundary).  KINFER_ERR_NOMEM when memory for
+ * the tensors runs out.
+ *
+ * Accepted: data flat (row-major) or nested one array per dimension;
+ * JSON null for the optional id, model_name and parameters means absent;
+ * unknown keys and each input's "parameters" are ignored.  Rejected:
+ * duplicate object keys, a NUL byte, malformed UTF-8, strings holding
+ * \u0000 where a C string is needed (id, model_name, input names,
+ * string parameters; BYTES elements may hold it), two inputs with the same
+ * name, integers beyond int64 (reported by the JSON parser). */
 enum kinfer_err kinfer_request_decode(const void *buf, size_t len,
                                       const struct kinfer_limits *lim,
                                       struct kinfer_request *req, char *err,
@@ -80,9 +91,17 @@ kinfer_request_param(const struct kinfer_request *req, const char *name);
 
 /* Encode a successful result:
  *   {"id":..., "model_name":..., "model_version":..., "outputs":[...]}
- * "id" is omitted when id is NULL.  On KINFER_OK *out is a malloc'd buffer
- * of *outlen bytes (not NUL-terminated is allowed; it is in fact
- * terminated), which the caller frees with free(). */
+ * "id", "model_name" and "model_version" are omitted when NULL.  On
+ * KINFER_OK *out is a malloc'd buffer of *outlen bytes (not NUL-terminated
+ * is allowed; it is in fact terminated), which the caller frees with
+ * free().  Output "data" is always flat; numbers are written with the
+ * fewest digits that read back exactly (as float for FP32).
+ *
+ * Returns KINFER_ERR_INVALID, writing nothing, when the result cannot be
+ * JSON: a NaN or infinite FP32/FP64 element, a BYTES element, name, id,
+ * model_name or model_version that is not valid UTF-8, or a tensor whose
+ * count does not match its shape.  The caller then sends an error result
+ * (kinfer_error_encode) instead.  KINFER_ERR_NOMEM when out of memory. */
 enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
                                      const char *model_version,
                                      const struct kinfer_tensor *outputs,
@@ -91,8 +110,11 @@ enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
     __attribute__((warn_unused_result));
 
 /* Encode an error result: {"id":..., "model_name":..., "error":...}.
- * id and model_name may be NULL (then omitted).  Same ownership as
- * kinfer_result_encode. */
+ * id and model_name may be NULL (then omitted); message NULL reads
+ * "unknown error".  Same ownership as kinfer_result_encode.  So that an
+ * error result can always be sent, malformed UTF-8 in any of the strings
+ * becomes U+FFFD instead of failing: only KINFER_ERR_NOMEM, or
+ * KINFER_ERR_INVALID for a NULL out or outlen, can come back. */
 enum kinfer_err kinfer_error_encode(const char *id, const char *model_name,
                                     const char *message, char **out,
                                     size_t *outlen)

@@ -1,0 +1,692 @@
+/* Backend "topk": embedding retrieval.  Scores every item of an item
+ * matrix against each query vector (a dot product) and returns the k best
+ * items per query.  A batch's queries form one matrix, scored with one
+ * cblas_sgemm against the item matrix, followed by a bounded selection per
+ * row (a size-k min-heap: O(items log k) time, O(k) memory).
+ *
+ * config.json (kinfer's serving fields beside these are ignored here):
+ *
+ *   {
+ *     "backend": "topk",
+ *     "weights": "embeddings.safetensors", required; relative to model dir
+ *     "item_embeddings": "items",  F32 [items, dim]; default "items"
+ *     "user_embeddings": "users",  optional F32 [users, dim]; without it
+ *                                  requests must send vectors, not ids
+ *     "input": "input",            query input name; default "input"
+ *     "exclude_input": "exclude",  name of the optional exclusion input;
+ *                                  default "exclude"
+ *     "k": 10,                     default k; default min(10, items)
+ *     "max_k": 1000,               largest k a request may ask for;
+ *                                  default min(1000, items)
+ *     "blas_threads": 1,           see ml_common.c
+ *     "scratch_bytes": N           cap on one call's scratch; default
+ *                                  16 MiB (see Memory below)
+ *   }
+ *
+ * Item ids are row numbers of the item matrix (0-based), user ids row
+ * numbers of the user matrix.  Embeddings must be finite (checked at load).
+ *
+ * Requests:
+ *   input "input": FP32 (or FP64) [dim] or [n, dim] query vectors, or
+ *                  INT64 (or INT32) [n] user ids looked up in the user table
+ *                  (an unknown id fails the request);
+ *   input "exclude" (optional): INT64 or INT32 [m] item ids that must not be
+ *                  returned, for every row of the request (parameters are
+ *                  scalars, so the list travels as a tensor);
+ *   parameter "k" (optional integer): 1..max_k, default "k" of the config.
+ * Results: "items" INT64 [n, k'] and "scores" FP32 [n, k'], best first,
+ * ties broken by the lower item id, where k' = min(k, items not
+ * excluded).  A [dim] query counts as n = 1.
+ *
+ * Memory: scratch is bounded by "scratch_bytes" per call.  When
+ * rows x items would need more, the queries are cut into blocks of rows
+ * and the item matrix into chunks; normally both are one piece.
+ *
+ * Threads: the model is immutable after create; infer is reentrant.
+ */
+#include <cblas.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "builtin_ml.h"
+#include "kinfer/log.h"
+#include "ml_common.h"
+#include "safetensors.h"
+
+#define TOPK "topk"
+
+/* Most rows scored in one sgemm; keeps the per-row state small. */
+#define TOPK_MAX_BLOCK_ROWS 1024
+
+struct topk_model {
+    const struct kinfer_host *host;
+    struct kinfer_st *st;
+    const float *items; /* [n_items, dim], borrowed from the mapping */
+    size_t n_items;
+    const float *users; /* [n_users, dim] or NULL */
+    size_t n_users;
+    int dim;
+    char *input;   /* owned */
+    char *exclude; /* owned */
+    size_t k_default;
+    size_t max_k;
+    size_t scratch; /* bytes of scratch one call may use */
+};
+
+/* What infer learnt about one request. */
+struct topk_req {
+    const struct kinfer_tensor *x; /* the query input */
+    size_t rows;                   /* 0 when failed or empty */
+    size_t k;                      /* k' */
+    size_t scored;                 /* rows to score: 0 when k' is 0 */
+    int64_t *excl;                 /* sorted, unique; owned */
+    size_t n_excl;
+};
+
+/* One query row of the block being scored: a heap that lives in the
+ * request's output row. */
+struct topk_row {
+    float *score;      /* [k] */
+    int64_t *id;       /* [k] */
+    size_t k;
+    size_t size;
+    const int64_t *excl;
+    size_t n_excl;
+    size_t req;        /* index of the request in the batch */
+};
+
+static void topk_destroy(void *model)
+{
+    struct topk_model *m = model;
+
+    if (m == NULL)
+        return;
+    kinfer_st_close(m->st);
+    free(m->input);
+    free(m->exclude);
+    free(m);
+}
+
+static enum kinfer_err topk_matrix(const struct topk_model *m,
+                                   const char *key, const char *name,
+                                   const struct kinfer_st_tensor **out,
+                                   char *err, size_t errsize)
+{
+    const struct kinfer_st_tensor *t = kinfer_st_find(m->st, name);
+    char shape[96];
+
+    if (t == NULL) {
+        snprintf(err, errsize, TOPK ": %s: no tensor \"%s\" in %s", key,
+                 name, kinfer_st_path(m->st));
+        return KINFER_ERR_CONFIG;
+    }
+    kinfer_st_shape_str(t->shape, t->ndim, shape, sizeof shape);
+    if (t->dtype != KINFER_ST_F32 || t->ndim != 2 || t->shape[0] < 1 ||
+        t->shape[1] < 1 || t->shape[1] > INT_MAX) {
+        snprintf(err, errsize, TOPK ": %s: tensor \"%s\" is %s %s; expected "
+                 "F32 [rows, dim] with rows, dim >= 1", key, name,
+                 kinfer_st_dtype_name(t->dtype), shape);
+        return KINFER_ERR_CONFIG;
+    }
+    if (!kinfer_ml_all_finite(t->data, t->count)) {
+        snprintf(err, errsize, TOPK ": %s: tensor \"%s\" holds inf or NaN",
+                 key, name);
+        return KINFER_ERR_CONFIG;
+    }
+    *out = t;
+    return KINFER_OK;
+}
+
+static enum kinfer_err topk_create(const struct kinfer_host *host,
+                                   const char *dir, const char *config_json,
+                                   void **model, char *err, size_t errsize)
+{
+    struct topk_model *m = NULL;
+    const struct kinfer_st_tensor *ti, *tu;
+    const char *weights, *items, *users, *input, *exclude;
+    long long k, max_k, threads, scratch;
+    json_t *root = NULL;
+    char *path = NULL;
+    enum kinfer_err rc;
+
+    if (host == NULL || host->abi_version != KINFER_BACKEND_ABI_VERSION) {
+        snprintf(err, errsize, TOPK ": host ABI version mismatch");
+        return KINFER_ERR_ABI;
+    }
+    rc = kinfer_ml_config_parse(TOPK, config_json, &root, err, errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    rc = kinfer_ml_config_string(TOPK, root, "weights", NULL, &weights, err,
+                                 errsize);
+    if (rc == KINFER_OK && weights == NULL) {
+        snprintf(err, errsize, TOPK ": config needs \"weights\" (a "
+                 "safetensors file)");
+        rc = KINFER_ERR_CONFIG;
+    }
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_string(TOPK, root, "item_embeddings", "items",
+                                     &items, err, errsize);
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_string(TOPK, root, "user_embeddings", NULL,
+                                     &users, err, errsize);
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_string(TOPK, root, "input", "input", &input,
+                                     err, errsize);
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_string(TOPK, root, "exclude_input", "exclude",
+                                     &exclude, err, errsize);
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_int(TOPK, root, "blas_threads", 1, 1, 64,
+                                  &threads, err, errsize);
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_int(TOPK, root, "scratch_bytes",
+                                  (long long)KINFER_ML_SCRATCH_BYTES, 1,
+                                  KINFER_ML_SCRATCH_MAX, &scratch, err,
+                                  errsize);
+    if (rc != KINFER_OK)
+        goto fail;
+    if (strcmp(input, exclude) == 0) {
+        snprintf(err, errsize, TOPK ": \"input\" and \"exclude_input\" must "
+                 "differ");
+        rc = KINFER_ERR_CONFIG;
+        goto fail;
+    }
+
+    m = calloc(1, sizeof *m);
+    if (m == NULL)
+        goto nomem;
+    m->host = host;
+    m->scratch = (size_t)scratch;
+    m->input = strdup(input);
+    m->exclude = strdup(exclude);
+    if (m->input == NULL || m->exclude == NULL)
+        goto nomem;
+    rc = kinfer_ml_path_join(TOPK, dir, weights, &path, err, errsize);
+    if (rc != KINFER_OK)
+        goto fail;
+    rc = kinfer_st_open(path, &m->st, err, errsize);
+    if (rc != KINFER_OK) {
+        /* The reader's own codes (IO, INVALID ...) mean: no model. */
+        if (rc != KINFER_ERR_NOMEM)
+            rc = KINFER_ERR_MODEL;
+        goto fail;
+    }
+    rc = topk_matrix(m, "item_embeddings", items, &ti, err, errsize);
+    if (rc != KINFER_OK)
+        goto fail;
+    m->items = ti->data;
+    m->n_items = (size_t)ti->shape[0];
+    m->dim = (int)ti->shape[1];
+    if (users != NULL) {
+        rc = topk_matrix(m, "user_embeddings", users, &tu, err, errsize);
+        if (rc != KINFER_OK)
+            goto fail;
+        if (tu->shape[1] != m->dim) {
+            snprintf(err, errsize, TOPK ": user_embeddings \"%s\" has dim "
+                     "%lld but item_embeddings \"%s\" has dim %d", users,
+                     (long long)tu->shape[1], items, m->dim);
+            rc = KINFER_ERR_CONFIG;
+            goto fail;
+        }
+        m->users = tu->data;
+        m->n_users = (size_t)tu->shape[0];
+    }
+
+    rc = kinfer_ml_config_int(TOPK, root, "max_k",
+                              m->n_items < 1000 ? (long long)m->n_items : 1000,
+                              1, (long long)m->n_items, &max_k, err, errsize);
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_int(TOPK, root, "k",
+                                  max_k < 10 ? max_k : 10, 1, max_k, &k, err,
+                                  errsize);
+    if (rc != KINFER_OK)
+        goto fail;
+    m->k_default = (size_t)k;
+    m->max_k = (size_t)max_k;
+
+    kinfer_ml_blas_threads(host, TOPK, threads);
+    if (host->log != NULL)
+        host->log(KINFER_LOG_INFO, TOPK ": %s: %zu items, %zu users, dim %d, "
+                  "k %zu (max %zu)", path, m->n_items, m->n_users, m->dim,
+                  m->k_default, m->max_k);
+    free(path);
+    json_decref(root);
+    *model = m;
+    return KINFER_OK;
+
+nomem:
+    snprintf(err, errsize, TOPK ": out of memory");
+    rc = KINFER_ERR_NOMEM;
+fail:
+    free(path);
+    topk_destroy(m);
+    json_decref(root);
+    return rc;
+}
+
+static int topk_cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Element i of an INT32 or INT64 tensor. */
+static int64_t topk_int_at(const struct kinfer_tensor *t, size_t i)
+{
+    if (t->dtype == KINFER_DTYPE_INT32)
+        return ((const int32_t *)t->data)[i];
+    return ((const int64_t *)t->data)[i];
+}
+
+static int topk_is_int(const struct kinfer_tensor *t)
+{
+    return t->dtype == KINFER_DTYPE_INT32 || t->dtype == KINFER_DTYPE_INT64;
+}
+
+/* The request's k, or 0 after failing the item. */
+static size_t topk_param_k(const struct topk_model *m,
+                           struct kinfer_infer_item *item)
+{
+    const struct kinfer_request *req = item->request;
+
+    for (size_t i = 0; i < req->n_params; i++) {
+        const struct kinfer_param *p = &req->params[i];
+        long long k;
+
+        if (p->name == NULL || strcmp(p->name, "k") != 0)
+            continue;
+        if (p->kind != KINFER_PARAM_NUMBER ||
+            (!p->is_integer && p->number != floor(p->number))) {
+            kinfer_ml_item_fail(item, "parameter \"k\" must be an integer "
+                                "in [1, %zu]", m->max_k);
+            return 0;
+        }
+        if (p->is_integer)
+            k = p->integer;
+        else if (p->number >= 1.0 && p->number <= (double)m->max_k)
+            k = (long long)p->number;
+        else
+            k = 0;
+        if (k < 1 || (unsigned long long)k > m->max_k) {
+            kinfer_ml_item_fail(item, "parameter \"k\" must be an integer "
+                                "in [1, %zu]", m->max_k);
+            return 0;
+        }
+        return (size_t)k;
+    }
+    return m->k_default;
+}
+
+/* Sort and deduplicate the request's exclusion list into r.  Returns 0
+ * after failing the item; *nomem on allocation failure. */
+static int topk_exclusions(const struct topk_model *m,
+                           struct kinfer_infer_item *item,
+                           struct topk_req *r, int *nomem)
+{
+    const struct kinfer_tensor *e =
+        kinfer_ml_input(item->request, m->exclude);
+    char desc[128];
+    size_t u = 0;
+
+    if (e == NULL)
+        return 1;
+    if (!topk_is_int(e) || e->ndim != 1) {
+        kinfer_ml_item_fail(item, "input \"%s\": expected INT64 [m] item "
+                            "ids, got %s", m->exclude,
+                            kinfer_ml_tensor_desc(e, desc, sizeof desc));
+        return 0;
+    }
+    if (e->count == 0)
+        return 1;
+    r->excl = malloc(e->count * sizeof *r->excl);
+    if (r->excl == NULL) {
+        *nomem = 1;
+        kinfer_ml_item_fail(item, "out of memory");
+        return 0;
+    }
+    for (size_t i = 0; i < e->count; i++) {
+        int64_t id = topk_int_at(e, i);
+
+        if (id < 0 || (uint64_t)id >= m->n_items) {
+            kinfer_ml_item_fail(item, "input \"%s\": item id %lld is not in "
+                                "[0, %zu)", m->exclude, (long long)id,
+                                m->n_items);
+            return 0;
+        }
+        r->excl[i] = id;
+    }
+    qsort(r->excl, e->count, sizeof *r->excl, topk_cmp_id);
+    for (size_t i = 0; i < e->count; i++)
+        if (u == 0 || r->excl[u - 1] != r->excl[i])
+            r->excl[u++] = r->excl[i];
+    r->n_excl = u;
+    return 1;
+}
+
+/* Check one request and attach its outputs.  Leaves r->rows 0 after
+ * failing the item. */
+static void topk_prepare(const struct topk_model *m,
+                         struct kinfer_infer_item *item, struct topk_req *r,
+                         int *nomem)
+{
+    const struct kinfer_tensor *x = kinfer_ml_input(item->request, m->input);
+    int64_t shape[2];
+    char desc[128];
+    size_t rows, k;
+
+    if (x == NULL) {
+        kinfer_ml_item_fail(item, "model needs input \"%s\": FP32 [n,%d] or "
+                            "[%d] vectors%s", m->input, m->dim, m->dim,
+                            m->users ? ", or INT64 [n] user ids" : "");
+        return;
+    }
+    if (x->dtype == KINFER_DTYPE_FP32 || x->dtype == KINFER_DTYPE_FP64) {
+        if ((x->ndim != 1 && x->ndim != 2) ||
+            x->shape[x->ndim - 1] != m->dim) {
+            kinfer_ml_item_fail(item, "input \"%s\": expected vectors of "
+                                "shape [n,%d] or [%d], got %s", m->input,
+                                m->dim, m->dim,
+                                kinfer_ml_tensor_desc(x, desc, sizeof desc));
+            return;
+        }
+        rows = x->ndim == 2 ? (size_t)x->shape[0] : 1;
+        for (size_t i = 0; i < x->count; i++) {
+            double v = x->dtype == KINFER_DTYPE_FP32
+                           ? ((const float *)x->data)[i]
+                           : ((const double *)x->data)[i];
+
+            if (!(fabs(v) <= FLT_MAX)) {
+                kinfer_ml_item_fail(item, "input \"%s\": value %g is not a "
+                                    "finite FP32", m->input, v);
+                return;
+            }
+        }
+    } else if (topk_is_int(x)) {
+        if (m->users == NULL) {
+            kinfer_ml_item_fail(item, "input \"%s\": this model has no user "
+                                "table; send FP32 [n,%d] vectors", m->input,
+                                m->dim);
+            return;
+        }
+        if (x->ndim != 1) {
+            kinfer_ml_item_fail(item, "input \"%s\": expected user ids of "
+                                "shape [n], got %s", m->input,
+                                kinfer_ml_tensor_desc(x, desc, sizeof desc));
+            return;
+        }
+        rows = x->count;
+        for (size_t i = 0; i < rows; i++) {
+            int64_t id = topk_int_at(x, i);
+
+            if (id < 0 || (uint64_t)id >= m->n_users) {
+                kinfer_ml_item_fail(item, "input \"%s\": unknown user id "
+                                    "%lld (the table has ids 0..%zu)",
+                                    m->input, (long long)id,
+                                    m->n_users - 1);
+                return;
+            }
+        }
+    } else {
+        kinfer_ml_item_fail(item, "input \"%s\": expected FP32 vectors or "
+                            "INT64 user ids, got %s", m->input,
+                            kinfer_ml_tensor_desc(x, desc, sizeof desc));
+        return;
+    }
+
+    k = topk_param_k(m, item);
+    if (k == 0 || !topk_exclusions(m, item, r, nomem))
+        return;
+    if (k > m->n_items - r->n_excl)
+        k = m->n_items - r->n_excl;
+
+    shape[0] = (int64_t)rows;
+    shape[1] = (int64_t)k;
+    if (kinfer_ml_outputs(m->host, item, 2) != KINFER_OK ||
+        m->host->tensor_init(&item->outputs[0], "items", KINFER_DTYPE_INT64,
+                             2, shape) != KINFER_OK ||
+        m->host->tensor_init(&item->outputs[1], "scores", KINFER_DTYPE_FP32,
+                             2, shape) != KINFER_OK) {
+        *nomem = 1;
+        kinfer_ml_item_fail(item, "out of memory");
+        return;
+    }
+    r->x = x;
+    r->rows = rows;
+    r->k = k;
+    r->scored = k != 0 ? rows : 0;
+}
+
+/* Heap order: a is worse than b when it scores lower, or scores the same
+ * with a higher id.  The heap keeps its worst element at the root. */
+static int topk_worse(float sa, int64_t ia, float sb, int64_t ib)
+{
+    return sa < sb || (sa == sb && ia > ib);
+}
+
+static void topk_swap(struct topk_row *h, size_t a, size_t b)
+{
+    float s = h->score[a];
+    int64_t i = h->id[a];
+
+    h->score[a] = h->score[b];
+    h->id[a] = h->id[b];
+    h->score[b] = s;
+    h->id[b] = i;
+}
+
+static void topk_sift_down(struct topk_row *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t c = 2 * i + 1;
+
+        if (c >= n)
+            return;
+        if (c + 1 < n && topk_worse(h->score[c + 1], h->id[c + 1],
+                                    h->score[c], h->id[c]))
+            c++;
+        if (!topk_worse(h->score[c], h->id[c], h->score[i], h->id[i]))
+            return;
+        topk_swap(h, i, c);
+        i = c;
+    }
+}
+
+static void topk_sift_up(struct topk_row *h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+
+        if (!topk_worse(h->score[i], h->id[i], h->score[p], h->id[p]))
+            return;
+        topk_swap(h, i, p);
+        i = p;
+    }
+}
+
+/* Offer items first .. first + n (scores s[0..n)) to the row's heap. */
+static void topk_offer(struct topk_row *h, const float *s, size_t first,
+                       size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        float v = s[j];
+        int64_t id = (int64_t)(first + j);
+
+        if (v != v)
+            v = -INFINITY; /* NaN: the worst, so the order stays total */
+        if (h->size == h->k &&
+            !topk_worse(h->score[0], h->id[0], v, id))
+            continue;
+        /* Only would-be members are looked up: excluded items are rare. */
+        if (h->n_excl != 0 &&
+            bsearch(&id, h->excl, h->n_excl, sizeof id, topk_cmp_id) != NULL)
+            continue;
+        if (h->size < h->k) {
+            h->score[h->size] = v;
+            h->id[h->size] = id;
+            topk_sift_up(h, h->size++);
+        } else {
+            h->score[0] = v;
+            h->id[0] = id;
+            topk_sift_down(h, h->size, 0);
+        }
+    }
+}
+
+/* Turn the heap into the answer, best first: each step moves the worst
+ * remaining element to the end. */
+static void topk_finish(struct topk_row *h)
+{
+    for (size_t end = h->size; end > 1; end--) {
+        topk_swap(h, 0, end - 1);
+        topk_sift_down(h, end - 1, 0);
+    }
+}
+
+/* Score one block of query rows (q[nrows, dim]) against the item matrix,
+ * chunk by chunk, into the rows' heaps. */
+static void topk_score_block(const struct topk_model *m, const float *q,
+                             struct topk_row *rows, size_t nrows, float *s,
+                             size_t chunk)
+{
+    for (size_t c0 = 0; c0 < m->n_items; c0 += chunk) {
+        size_t cc = m->n_items - c0 < chunk ? m->n_items - c0 : chunk;
+
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nrows,
+                    (int)cc, m->dim, 1.0f, q, m->dim,
+                    m->items + c0 * (size_t)m->dim, m->dim, 0.0f, s,
+                    (int)cc);
+        for (size_t j = 0; j < nrows; j++)
+            topk_offer(&rows[j], s + j * cc, c0, cc);
+    }
+}
+
+/* Copy query row `row` of request r into dst. */
+static void topk_query(const struct topk_model *m, const struct topk_req *r,
+                       size_t row, float *dst)
+{
+    size_t d = (size_t)m->dim;
+
+    if (topk_is_int(r->x)) {
+        int64_t id = topk_int_at(r->x, row);
+
+        memcpy(dst, m->users + (size_t)id * d, d * sizeof *dst);
+    } else if (r->x->dtype == KINFER_DTYPE_FP32) {
+        memcpy(dst, (const float *)r->x->data + row * d, d * sizeof *dst);
+    } else {
+        for (size_t i = 0; i < d; i++)
+            dst[i] = (float)((const double *)r->x->data)[row * d + i];
+    }
+}
+
+static enum kinfer_err topk_infer(void *model,
+                                  struct kinfer_infer_item *items, size_t n)
+{
+    const struct topk_model *m = model;
+    struct topk_req *reqs;
+    struct topk_row *rows = NULL;
+    size_t total = 0, block, chunk, d = (size_t)m->dim, half;
+    size_t ci = 0, ri = 0; /* cursor: request, row within it */
+    float *q = NULL, *s = NULL;
+    enum kinfer_err rc = KINFER_OK;
+    int nomem = 0;
+
+    reqs = calloc(n, sizeof *reqs);
+    if (reqs == NULL)
+        return KINFER_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        topk_prepare(m, &items[i], &reqs[i], &nomem);
+        total += reqs[i].scored;
+    }
+    if (nomem) {
+        rc = KINFER_ERR_NOMEM;
+        goto out;
+    }
+    if (total == 0)
+        goto out;
+
+    /* Half the scratch for the query block, half for its scores. */
+    half = m->scratch / 2;
+    block = half / (d * sizeof(float));
+    if (block > TOPK_MAX_BLOCK_ROWS)
+        block = TOPK_MAX_BLOCK_ROWS;
+    if (block > total)
+        block = total;
+    if (block == 0)
+        block = 1;
+    chunk = half / (block * sizeof(float));
+    if (chunk > m->n_items)
+        chunk = m->n_items;
+    if (chunk > INT_MAX)
+        chunk = INT_MAX;
+    if (chunk == 0)
+        chunk = 1;
+    q = malloc(block * d * sizeof *q);
+    s = malloc(block * chunk * sizeof *s);
+    rows = calloc(block, sizeof *rows);
+    if (q == NULL || s == NULL || rows == NULL) {
+        rc = KINFER_ERR_NOMEM;
+        goto out;
+    }
+
+    for (size_t done = 0; done < total;) {
+        size_t nrows = 0;
+
+        /* Gather the next block's rows (rows with k' = 0 were left out of
+         * total and are skipped: their outputs are empty). */
+        while (nrows < block && done + nrows < total) {
+            const struct topk_req *r;
+            struct topk_row *h = &rows[nrows];
+
+            while (ri >= reqs[ci].scored) {
+                ci++;
+                ri = 0;
+            }
+            r = &reqs[ci];
+            h->k = r->k;
+            h->size = 0;
+            h->score = (float *)items[ci].outputs[1].data + ri * r->k;
+            h->id = (int64_t *)items[ci].outputs[0].data + ri * r->k;
+            h->excl = r->excl;
+            h->n_excl = r->n_excl;
+            h->req = ci;
+            topk_query(m, r, ri, q + nrows * d);
+            nrows++;
+            ri++;
+        }
+        topk_score_block(m, q, rows, nrows, s, chunk);
+        for (size_t j = 0; j < nrows; j++) {
+            topk_finish(&rows[j]);
+            if (!items[rows[j].req].failed &&
+                !kinfer_ml_all_finite(rows[j].score, rows[j].size))
+                kinfer_ml_item_fail(&items[rows[j].req], "scores are not "
+                                    "finite (query values too large?)");
+        }
+        done += nrows;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        free(reqs[i].excl);
+    free(reqs);
+    free(rows);
+    free(q);
+    free(s);
+    return rc;
+}
+
+static const struct kinfer_backend topk_backend = {
+    .abi_version = KINFER_BACKEND_ABI_VERSION,
+    .name = TOPK,
+    .create = topk_create,
+    .infer = topk_infer,
+    .destroy = topk_destroy,
+};
+
+const struct kinfer_backend *kinfer_backend_topk(void)
+{
+    return &topk_backend;
+}

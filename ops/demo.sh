@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# The one command that runs kinfer's main job end to end on this machine:
+# builds the programs, starts a throw-away broker, runs a small worker
+# fleet, sends synthetic and malformed requests, shows what came back, and
+# stops everything.  `ops/demo.sh --help` for the options.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
+readonly KAFKA_SH="$ROOT/ops/kafka.sh"
+readonly GROUP=kinfer-demo
+readonly TOPICS=(kinfer.requests:6 kinfer.results:6 kinfer.dlq:1)
+readonly WORKER_STOP_DEADLINE_S=60   # the worker drains for up to 30 s
+
+usage() {
+    cat <<EOF
+usage: ops/demo.sh [--requests N] [--workers N] [--keep] [--build-root DIR]
+       ops/demo.sh --stop [--build-root DIR]
+
+Builds build/ (RelWithDebInfo), starts a local broker in build/demo-kafka,
+creates kinfer.requests (6 partitions), kinfer.results (6), kinfer.dlq (1),
+starts the workers (logs in build/demo-logs/), sends N synthetic requests
+with kinfer-produce --await, shows two of them with their results, sends 3
+malformed requests and shows their error results and dead letters, then
+stops the workers (SIGTERM) and the broker.
+
+  --requests N       synthetic requests to send (default 5000)
+  --workers N        kinfer-worker processes (default 2)
+  --keep             leave the broker and the workers running
+  --stop             stop what an earlier --keep left running
+  --build-root DIR   use DIR/build instead of the repository's build/
+EOF
+}
+
+die_usage() {
+    printf 'ops/demo.sh: %s\n' "$1" >&2
+    usage >&2
+    exit 2
+}
+
+REQUESTS=5000
+WORKERS=2
+KEEP=0
+STOP_ONLY=0
+BUILD_ROOT="$ROOT"
+while (($#)); do
+    case "$1" in
+    --requests) [[ $# -ge 2 ]] || die_usage "--requests needs a value"
+        REQUESTS="$2"; shift 2 ;;
+    --requests=*) REQUESTS="${1#--requests=}"; shift ;;
+    --workers) [[ $# -ge 2 ]] || die_usage "--workers needs a value"
+        WORKERS="$2"; shift 2 ;;
+    --workers=*) WORKERS="${1#--workers=}"; shift ;;
+    --keep) KEEP=1; shift ;;
+    --stop) STOP_ONLY=1; shift ;;
+    --build-root) [[ $# -ge 2 ]] || die_usage "--build-root needs a value"
+        BUILD_ROOT="$2"; shift 2 ;;
+    --build-root=*) BUILD_ROOT="${1#--build-root=}"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die_usage "unknown argument '$1'" ;;
+    esac
+done
+[[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die_usage "--requests wants N >= 1"
+[[ "$WORKERS" =~ ^[1-9][0-9]?$ ]] || die_usage "--workers wants 1..99"
+mkdir -p "$BUILD_ROOT"
+BUILD_ROOT="$(cd "$BUILD_ROOT" && pwd)"
+BUILD="$BUILD_ROOT/build"
+readonly BUILD
+readonly KAFKA_DIR="$BUILD/demo-kafka"
+readonly LOGS="$BUILD/demo-logs"
+readonly WORKER_BIN="$BUILD/consumer/kinfer-worker"
+readonly PRODUCE_BIN="$BUILD/producer/kinfer-produce"
+
+exec </dev/null
+cd "$ROOT"
+
+say() { printf '\n=== %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+fail() { printf 'ops/demo.sh: error: %s\n' "$*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+
+# Shows a command (on stderr: stdout may be captured), then runs it.
+show() { printf '+ %s\n' "$*" | sed "s|$BUILD/||g; s|$ROOT/||g" >&2; }
+run() {
+    show "$@"
+    "$@"
+}
+
+# --- workers ------------------------------------------------------------------
+
+# True while PID is a live (not zombie) kinfer-worker.  Checking the
+# command line means a recycled PID is never signalled.
+worker_alive() {
+    local pid="$1" cmd stat
+    cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
+    [[ "$cmd" == *kinfer-worker* ]] || return 1
+    stat="$(cut -d' ' -f3 2>/dev/null <"/proc/$pid/stat")" || return 1
+    [[ "$stat" != Z ]]
+}
+
+WORKER_PIDS=()
+
+# Sends SIGTERM to every worker named by a pid file in LOGS and waits for
+# them (SIGKILL after the deadline).  For our own children, prints each
+# exit status and the worker's final stats line.
+stop_workers() {
+    local f pid pids=() files=()
+    for f in "$LOGS"/worker-*.pid; do
+        [[ -f "$f" ]] || continue
+        pid="$(<"$f")"
+        if [[ "$pid" =~ ^[0-9]+$ ]] && worker_alive "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+            files+=("$f")
+        else
+            rm -f "$f"
+        fi
+    done
+    ((${#pids[@]} > 0)) || return 0
+    note "SIGTERM sent to worker pid(s) ${pids[*]}; waiting for them to drain"
+    local deadline=$(($(now_ms) + WORKER_STOP_DEADLINE_S * 1000)) i rc log
+    for i in "${!pids[@]}"; do
+        pid="${pids[i]}"
+        while worker_alive "$pid"; do
+            if (($(now_ms) > deadline)); then
+                note "worker $pid still running after" \
+                    "${WORKER_STOP_DEADLINE_S} s; SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+        done
+        rm -f "${files[i]}"
+        log="${files[i]%.pid}.log"
+        if [[ " ${WORKER_PIDS[*]} " == *" $pid "* ]]; then
+            rc=0
+            wait "$pid" 2>/dev/null || rc=$?
+            note "$(basename "$log" .log) (pid $pid) exited with status $rc"
+            if [[ -f "$log" ]]; then
+                note "  $(grep -h 'stopped: consumed' "$log" | tail -n 1)"
+            fi
+        else
+            note "worker pid $pid stopped"
+        fi
+    done
+}
+
+stop_broker() {
+    bash "$KAFKA_SH" stop --dir "$KAFKA_DIR"
+}
+
+if ((STOP_ONLY)); then
+    stop_workers
+    stop_broker
+    echo "demo stopped"
+    exit 0
+fi
+
+# From here on, whatever happens, leave nothing running unless --keep was
+# asked for and the demo got to its end.
+FINISHED=0
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    if ((KEEP && FINISHED)); then
+        exit "$rc"
+    fi
+    if ((rc != 0)); then
+        printf '\nops/demo.sh: failed (exit %d); worker logs in %s\n' \
+            "$rc" "$LOGS" >&2
+    fi
+    stop_workers || true
+    stop_broker || true
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# --- build and broker ---------------------------------------------------------
+
+say "dependencies and broker jars"
+run bash "$ROOT/ops/deps.sh"
+run bash "$KAFKA_SH" fetch
+
+say "build ($BUILD, RelWithDebInfo)"
+run cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+mkdir -p "$BUILD"
+if ! run cmake --build "$BUILD" -j 2 --target kinfer-worker kinfer-produce \
+    >"$BUILD/demo-build.log" 2>&1; then
+    grep -E -A3 'error|warning' "$BUILD/demo-build.log" | head -n 40 >&2 ||
+        tail -n 40 "$BUILD/demo-build.log" >&2
+    fail "build failed; full log in $BUILD/demo-build.log"
+fi
+[[ -x "$WORKER_BIN" && -x "$PRODUCE_BIN" ]] ||
+    fail "build did not produce $WORKER_BIN and $PRODUCE_BIN"
+if "$WORKER_BIN" --help | grep -q -- '--model-repo'; then
+    note "kinfer-worker also takes --model-repo; this demo uses the" \
+        "built-in scale model"
+fi
+
+say "broker"
+# A previous --keep may have left a fleet and a broker behind; the demo
+# always starts from empty topics so its output means one run.
+stop_workers
+stop_broker
+rm -rf "$KAFKA_DIR" "$LOGS"
+mkdir -p "$LOGS"
+BOOTSTRAP="$(run bash "$KAFKA_SH" start --dir "$KAFKA_DIR")"
+note "broker at $BOOTSTRAP (state and kafka.log in build/demo-kafka)"
+run bash "$KAFKA_SH" create-topic --dir "$KAFKA_DIR" "${TOPICS[@]}"
+
+# --- the fleet ----------------------------------------------------------------
+
+say "starting $WORKERS worker(s) in group $GROUP"
+for ((n = 1; n <= WORKERS; n++)); do
+    # Own session: a --keep fleet outlives this script and its terminal.
+    args=(--brokers "$BOOTSTRAP" --group "$GROUP" --stats-interval 5)
+    show "$WORKER_BIN" "${args[@]}" ">build/demo-logs/worker-$n.log" "&"
+    setsid "$WORKER_BIN" "${args[@]}" >"$LOGS/worker-$n.log" 2>&1 &
+    WORKER_PIDS+=("$!")
+    printf '%s\n' "$!" >"$LOGS/worker-$n.pid"
+done
+note "pids ${WORKER_PIDS[*]}; logs in build/demo-logs/worker-N.log"
+
+# Requests wait in the topic (the workers start from the earliest offset),
+# so this is only for a tidy picture: every worker that can get a
+# partition has one before the load starts.
+want=$((WORKERS < 6 ? WORKERS : 6))
+deadline=$(($(now_ms) + 60000))
+while :; do
+    have=0
+    for ((n = 1; n <= WORKERS; n++)); do
+        worker_alive "${WORKER_PIDS[n - 1]}" || {
+            tail -n 20 "$LOGS/worker-$n.log" >&2
+            fail "worker-$n exited during start-up"
+        }
+        grep -q 'assigned partitions \[[0-9]' "$LOGS/worker-$n.log" &&
+            have=$((have + 1))
+    done
+    ((have >= want)) && break
+    if (($(now_ms) > deadline)); then
+        note "only $have of $want workers have partitions after 60 s;" \
+            "going on"
+        break
+    fi
+    sleep 0.2
+done
+for ((n = 1; n <= WORKERS; n++)); do
+    note "worker-$n: $(grep -ho 'assigned partitions \[[^]]*\]' \
+        "$LOGS/worker-$n.log" | tail -n 1)"
+done
+
+# --- synthetic load -----------------------------------------------------------
+
+say "sending $REQUESTS synthetic requests and awaiting their results"
+rc=0
+run "$PRODUCE_BIN" --brokers "$BOOTSTRAP" --generate "$REQUESTS" --await \
+    --timeout 120 | tee "$LOGS/produce-summary.txt" || rc=$?
+((rc == 0)) || fail "kinfer-produce exited with status $rc"
+
+# Prints "key<TAB>partition<TAB>offset<TAB>value" for every message of a
+# topic, oldest first per partition.
+dump() {
+    kcat -C -b "$BOOTSTRAP" -t "$1" -o beginning -e -q \
+        -f '%k\t%p\t%o\t%s\n' "${@:2}"
+}
+# Cut long JSON for the screen.
+clip() { awk '{ print (length($0) > 300) ? substr($0, 1, 297) "..." : $0 }'; }
+
+say "two of the requests and their results"
+samples="$(dump kinfer.requests -p 0 -c 2)"
+results="$(dump kinfer.results)"
+while IFS=$'\t' read -r key part off value; do
+    printf 'request  key %s (kinfer.requests partition %s, offset %s)\n' \
+        "$key" "$part" "$off"
+    printf '  %s\n' "$value" | clip
+    awk -F'\t' -v k="$key" '$1 == k {
+        printf "result   (kinfer.results partition %s, offset %s)\n", $2, $3
+        v = $0; sub(/^[^\t]*\t[^\t]*\t[^\t]*\t/, "", v)
+        printf "  %s\n", v }' <<<"$results" | clip
+done <<<"$samples"
+
+# --- malformed requests -------------------------------------------------------
+
+say "sending 3 malformed requests"
+bad="$LOGS/malformed.jsonl"
+cat >"$bad" <<'EOF'
+this is not JSON
+{"id":"demo-bad-shape","model_name":"scale","inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5]}]}
+{"id":"demo-bad-dtype","model_name":"scale","inputs":[{"name":"x","shape":[2],"datatype":"FP128","data":[1,2]}]}
+EOF
+sed 's/^/  /' "$bad"
+rc=0
+run "$PRODUCE_BIN" --brokers "$BOOTSTRAP" --input "$bad" --await \
+    --timeout 60 | tee "$LOGS/produce-malformed.txt" || rc=$?
+((rc == 0)) || fail "kinfer-produce exited with status $rc"
+
+# Dead letters are produced beside the error results, not before them:
+# wait (bounded) until all three are there.
+deadline=$(($(now_ms) + 30000))
+until [[ "$(dump kinfer.dlq | grep -c .)" -ge 3 ]]; do
+    (($(now_ms) < deadline)) || fail "fewer than 3 dead letters after 30 s"
+    sleep 0.2
+done
+results="$(dump kinfer.results)"
+say "their error results (kinfer.results)"
+dlq="$(kcat -C -b "$BOOTSTRAP" -t kinfer.dlq -o beginning -e -q \
+    -f '%k\t%h\t%s\n')"
+while IFS=$'\t' read -r key _; do
+    awk -F'\t' -v k="$key" '$1 == k {
+        v = $0; sub(/^[^\t]*\t[^\t]*\t[^\t]*\t/, "", v)
+        printf "key %s:\n  %s\n", k, v }' <<<"$results" | clip
+done <<<"$dlq"
+say "their dead letters (kinfer.dlq: original bytes + headers)"
+while IFS=$'\t' read -r key headers value; do
+    printf 'key %s\n  headers: %s\n  value:   %s\n' "$key" "$headers" \
+        "$value" | clip
+done <<<"$dlq"
+
+# --- shutdown -----------------------------------------------------------------
+
+if ((KEEP)); then
+    FINISHED=1
+    say "left running (--keep)"
+    note "broker $BOOTSTRAP (build/demo-kafka), workers ${WORKER_PIDS[*]}"
+    note "more load:  $PRODUCE_BIN --brokers $BOOTSTRAP --generate 1000 --await"
+    if [[ "$BUILD_ROOT" == "$ROOT" ]]; then
+        note "stop all:   ops/demo.sh --stop"
+    else
+        note "stop all:   ops/demo.sh --stop --build-root $BUILD_ROOT"
+    fi
+    exit 0
+fi
+
+say "stopping the workers (SIGTERM)"
+stop_workers
+
+# The group's committed offsets against the end of each partition: after a
+# clean stop every partition should show LAG 0.  One JVM start (~3 s);
+# skipped when ops/kafka.sh's jar cache is somewhere else.
+say "committed offsets of group $GROUP"
+libs="${KINFER_KAFKA_HOME:-$HOME/.cache/kinfer/kafka-3.9.1}/libs"
+if [[ -d "$libs" ]] && command -v java >/dev/null 2>&1; then
+    java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx256m -cp "$libs/*" \
+        -Dlog4j.configuration="file:$ROOT/ops/kafka/log4j.properties" \
+        org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+        --bootstrap-server "$BOOTSTRAP" --describe --group "$GROUP" \
+        2>/dev/null | awk '
+        $1 == "GROUP" { printf "    %-16s %9s %9s %9s %5s\n", $2, $3, $4,
+                               $5, $6; next }
+        NF >= 6 && $3 ~ /^[0-9]+$/ {
+            rows[$3] = sprintf("    %-16s %9s %9s %9s %5s", $2, $3, $4,
+                               $5, $6)
+            if ($3 + 1 > n) n = $3 + 1
+            lag += $6
+        }
+        END {
+            for (p = 0; p < n; p++) if (p in rows) print rows[p]
+            if (n) printf "    total lag %d\n", lag
+            else print "    (no committed offsets found)"
+        }' || note "(could not describe the group)"
+else
+    note "(skipped: no Kafka jars at $libs)"
+fi
+
+say "stopping the broker"
+stop_broker
+echo
+echo "demo finished: summary in build/demo-logs/produce-summary.txt"

@@ -1,0 +1,721 @@
+/* The Kafka side of kinfer-produce.  The main thread reads or generates
+ * requests, paces them, produces them and serves delivery reports; with
+ * --await a result thread, started before the first send, reads the
+ * output topic from its end and matches results to this run's keys.
+ *
+ * Lock: run.lock protects the pending table and every counter; it is never
+ * held across a librdkafka call or a JSON parse.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kafka.h"
+
+#include "kinfer/log.h"
+#include "lines.h"
+#include "pending.h"
+#include "run.h"
+#include "util.h"
+
+/* Log this many delivery failures and wrong results, then only count. */
+#define LOG_LIMIT 10
+/* After SIGINT, wait this long for queued requests before purging them. */
+#define INTERRUPT_FLUSH_US (5 * 1000000LL)
+/* Give up on the output topic's metadata after this long. */
+#define SETUP_DEADLINE_US (5 * 1000000LL)
+/* Progress lines start after this long and repeat every second. */
+#define PROGRESS_AFTER_US (2 * 1000000LL)
+
+struct run {
+    const struct kprod_config *c;
+    rd_kafka_t *producer;
+    rd_kafka_t *consumer;     /* NULL without --await */
+    pthread_t reader;
+    int reader_started;
+    atomic_int reader_stop;
+    atomic_int fatal;         /* the producer hit a fatal error */
+    int64_t start_us;
+    int64_t next_progress_us;
+
+    pthread_mutex_t lock;
+    pthread_cond_t answered_cond; /* outstanding dropped to zero */
+    struct kprod_pending *pending; /* --await only */
+    struct kprod_latencies lat;
+    uint64_t sent, failed, answered, errors, wrong, duplicates;
+    int64_t last_answer_us;
+    unsigned failures_logged, wrong_logged;
+};
+
+static int stopping(const struct run *r)
+{
+    return *r->c->stop || atomic_load(&r->fatal);
+}
+
+/* Keys are bytes; log at most 80 of them. */
+static int key_len_for_log(size_t len)
+{
+    return len > 80 ? 80 : (int)len;
+}
+
+static void progress(struct run *r)
+{
+    int64_t now = kinfer_now_us();
+    if (r->c->quiet || now < r->next_progress_us)
+        return;
+    r->next_progress_us = now + 1000000;
+    pthread_mutex_lock(&r->lock);
+    uint64_t sent = r->sent, answered = r->answered;
+    pthread_mutex_unlock(&r->lock);
+
+    char total[32] = "";
+    if (r->c->generate > 0)
+        kinfer_fmt(total, sizeof total, "/%" PRIu64, r->c->generate);
+    if (r->c->await)
+        fprintf(stderr, "sent %" PRIu64 "%s answered %" PRIu64 "\n", sent,
+                total, answered);
+    else
+        fprintf(stderr, "sent %" PRIu64 "%s\n", sent, total);
+}
+
+/* --- callbacks (served by the thread polling each handle) -------------- */
+
+static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque)
+{
+    struct run *r = opaque;
+    (void)rk;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->failed++;
+    if (r->pending != NULL)
+        kprod_pending_fail(r->pending, m->key ? m->key : "", m->key_len);
+    unsigned n = ++r->failures_logged;
+    pthread_mutex_unlock(&r->lock);
+    if (n <= LOG_LIMIT)
+        KINFER_ERROR("delivery failed for key '%.*s': %s%s",
+                     key_len_for_log(m->key_len),
+                     m->key ? (const char *)m->key : "",
+                     rd_kafka_err2str(m->err),
+                     n == LOG_LIMIT ? " (further failures only counted)"
+                                    : "");
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque)
+{
+    struct run *r = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_fatal_error(rk, buf, sizeof buf);
+        KINFER_ERROR("fatal Kafka error, stopping: %s", buf);
+        atomic_store(&r->fatal, 1);
+        return;
+    }
+    KINFER_WARN("kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* --- handles ------------------------------------------------------------ */
+
+static enum kinfer_err conf_set(rd_kafka_conf_t *conf, const char *name,
+                                const char *value, const char *what,
+                                char *err, size_t errsize)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) ==
+        RD_KAFKA_CONF_OK)
+        return KINFER_OK;
+    kinfer_fmt(err, errsize, "%s %s=%s: %s", what, name, value, why);
+    return KINFER_ERR_CONFIG;
+}
+
+/* A configuration with our settings first and the user's -X properties
+ * after them, so that the user's win. */
+static enum kinfer_err make_conf(struct run *r, const char *const *ours,
+                                 size_t n_ours, rd_kafka_conf_t **out,
+                                 char *err, size_t errsize)
+{
+    const struct kprod_config *c = r->c;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    enum kinfer_err rc =
+        conf_set(conf, "bootstrap.servers", c->brokers, "--brokers", err,
+                 errsize);
+    for (size_t i = 0; rc == KINFER_OK && i < n_ours; i++)
+        rc = conf_set(conf, ours[2 * i], ours[2 * i + 1], "setting", err,
+                      errsize);
+    for (size_t i = 0; rc == KINFER_OK && i < c->n_kafka_props; i++)
+        rc = conf_set(conf, c->kafka_props[2 * i],
+                      c->kafka_props[2 * i + 1], "-X", err, errsize);
+    if (rc != KINFER_OK) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    rd_kafka_conf_set_opaque(conf, r);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    *out = conf;
+    return KINFER_OK;
+}
+
+static enum kinfer_err make_handle(rd_kafka_type_t type,
+                                   rd_kafka_conf_t *conf, rd_kafka_t **out,
+                                   char *err, size_t errsize)
+{
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
+    if (rk == NULL) {
+        /* rd_kafka_new leaves conf to us when it fails. */
+        rd_kafka_conf_destroy(conf);
+        kinfer_fmt(err, errsize, "cannot create the Kafka %s: %s",
+                   type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
+        return KINFER_ERR_CONFIG;
+    }
+    *out = rk;
+    return KINFER_OK;
+}
+
+static enum kinfer_err make_producer(struct run *r, char *err,
+                                     size_t errsize)
+{
+    static const char *const ours[] = {
+        "enable.idempotence", "true",
+        "linger.ms", "5",
+    };
+    rd_kafka_conf_t *conf;
+    enum kinfer_err rc = make_conf(r, ours, 2, &conf, err, errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
+    rc = make_handle(RD_KAFKA_PRODUCER, conf, &r->producer, err, errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    /* Learn the partitions before the clock starts: without this the
+     * first request to each partition waits up to a second inside
+     * librdkafka 2.0.2 and skews every latency figure. */
+    if (kinfer_kafka_warm(r->producer, r->c->topic, 10000, err, errsize) !=
+        0)
+        return KINFER_ERR_KAFKA;
+    return KINFER_OK;
+}
+
+/* One attempt at assigning every partition of the output topic at its
+ * high watermark.  Returns 0 on success, else -1 with the reason in err. */
+static int assign_at_end_once(struct run *r, char *err, size_t errsize)
+{
+    const char *topic = r->c->output_topic;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->consumer, topic, NULL);
+    rd_kafka_topic_partition_list_t *list = NULL;
+    int ret = -1;
+
+    if (rkt == NULL) {
+        kinfer_fmt(err, errsize, "output topic '%s': %s", topic,
+                   rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_metadata(r->consumer, 0, rkt, &md, 5000);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kinfer_fmt(err, errsize, "metadata for output topic '%s': %s", topic,
+                   rd_kafka_err2str(e));
+        goto out;
+    }
+    if (md->topic_cnt != 1 || md->topics[0].err != 0 ||
+        md->topics[0].partition_cnt <= 0) {
+        kinfer_fmt(err, errsize,
+                   "output topic '%s' not found (%s); create it first, "
+                   "e.g. with ops/kafka.sh create-topic",
+                   topic,
+                   md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
+                                      : "no metadata");
+        goto out;
+    }
+    const struct rd_kafka_metadata_topic *t = &md->topics[0];
+    list = rd_kafka_topic_partition_list_new(t->partition_cnt);
+    for (int i = 0; i < t->partition_cnt; i++) {
+        int32_t p = t->partitions[i].id;
+        int64_t lo, hi;
+        e = rd_kafka_query_watermark_offsets(r->consumer, topic, p, &lo, &hi,
+                                             5000);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            kinfer_fmt(err, errsize, "end offset of %s [%" PRId32 "]: %s",
+                       topic, p, rd_kafka_err2str(e));
+            goto out;
+        }
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = hi;
+    }
+    e = rd_kafka_assign(r->consumer, list);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kinfer_fmt(err, errsize, "assigning %s: %s", topic,
+                   rd_kafka_err2str(e));
+        goto out;
+    }
+    ret = 0;
+out:
+    if (list != NULL)
+        rd_kafka_topic_partition_list_destroy(list);
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return ret;
+}
+
+/* Start reading results at the current end of every partition, so every
+ * result of this run is seen and older ones are skipped.  Retried for a
+ * while: a topic created just before may not have leaders yet. */
+static enum kinfer_err assign_at_end(struct run *r, char *err,
+                                     size_t errsize)
+{
+    int64_t deadline = kinfer_now_us() + SETUP_DEADLINE_US;
+    while (assign_at_end_once(r, err, errsize) != 0) {
+        if (kinfer_now_us() >= deadline || *r->c->stop)
+            return KINFER_ERR_NOT_FOUND;
+        /* A retry back-off, not a synchronisation. */
+        struct timespec pause = {0, 250 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    return KINFER_OK;
+}
+
+static enum kinfer_err make_consumer(struct run *r, char *err,
+                                     size_t errsize)
+{
+    char group[64];
+    /* No offsets are committed; the group only satisfies librdkafka. */
+    kinfer_fmt(group, sizeof group, "kinfer-produce-%s", r->c->gen.runid);
+    const char *const ours[] = {
+        "group.id", group,
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "enable.partition.eof", "false",
+    };
+    rd_kafka_conf_t *conf;
+    enum kinfer_err rc = make_conf(r, ours, 4, &conf, err, errsize);
+    if (rc == KINFER_OK)
+        rc = make_handle(RD_KAFKA_CONSUMER, conf, &r->consumer, err,
+                         errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    rd_kafka_poll_set_consumer(r->consumer);
+    return assign_at_end(r, err, errsize);
+}
+
+/* --- results ------------------------------------------------------------ */
+
+static void on_result(struct run *r, const rd_kafka_message_t *m,
+                      int64_t now)
+{
+    const void *key = m->key ? m->key : "";
+    int64_t send_us = 0, gen_index = -1;
+
+    pthread_mutex_lock(&r->lock);
+    enum kprod_match match = kprod_pending_answer(
+        r->pending, key, m->key_len, &send_us, &gen_index);
+    if (match == KPROD_MATCH_DUPLICATE)
+        r->duplicates++;
+    pthread_mutex_unlock(&r->lock);
+    if (match != KPROD_MATCH_FIRST)
+        return;
+
+    char why[256];
+    enum kprod_verdict v = kprod_result_check(
+        m->payload ? m->payload : "", m->len,
+        gen_index >= 0 ? &r->c->gen : NULL, gen_index, why, sizeof why);
+
+    pthread_mutex_lock(&r->lock);
+    r->answered++;
+    r->last_answer_us = now;
+    kprod_latencies_add(&r->lat, now - send_us);
+    if (v == KPROD_RESULT_ERROR)
+        r->errors++;
+    unsigned logged = 0;
+    if (v == KPROD_RESULT_WRONG) {
+        r->wrong++;
+        logged = ++r->wrong_logged;
+    }
+    if (kprod_pending_outstanding(r->pending) == 0)
+        pthread_cond_broadcast(&r->answered_cond);
+    pthread_mutex_unlock(&r->lock);
+
+    if (logged > 0 && logged <= LOG_LIMIT)
+        KINFER_WARN("wrong result for key '%.*s': %s%s",
+                    key_len_for_log(m->key_len), (const char *)key, why,
+                    logged == LOG_LIMIT ? " (further ones only counted)"
+                                        : "");
+}
+
+static void *reader_main(void *arg)
+{
+    struct run *r = arg;
+    while (!atomic_load(&r->reader_stop)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, 100);
+        if (m == NULL)
+            continue;
+        int64_t now = kinfer_now_us();
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            on_result(r, m, now);
+        else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            KINFER_WARN("reading results: %s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+    }
+    return NULL;
+}
+
+static enum kinfer_err start_reader(struct run *r, char *err, size_t errsize)
+{
+    /* SIGINT must reach the main thread, which may be blocked in read(). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int e = pthread_create(&r->reader, NULL, reader_main, r);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0) {
+        kinfer_fmt(err, errsize, "cannot start the result thread: %s",
+                   strerror(e));
+        return KINFER_ERR_NOMEM;
+    }
+    r->reader_started = 1;
+    return KINFER_OK;
+}
+
+/* --- sending ------------------------------------------------------------ */
+
+/* Wait until the monotonic time deadline_us, serving delivery reports;
+ * returns early when the run is stopping. */
+static void wait_until(struct run *r, int64_t deadline_us)
+{
+    for (;;) {
+        int64_t now = kinfer_now_us();
+        if (now >= deadline_us || stopping(r))
+            return;
+        int64_t left = deadline_us - now;
+        if (left > 2000) {
+            rd_kafka_poll(r->producer, (int)((left - 1000) / 1000));
+        } else {
+            struct timespec ts = {
+                .tv_sec = (time_t)(deadline_us / 1000000),
+                .tv_nsec = (long)(deadline_us % 1000000) * 1000L,
+            };
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        }
+        progress(r);
+    }
+}
+
+static rd_kafka_resp_err_t produce(struct run *r, const void *key,
+                                   size_t keylen, const void *value,
+                                   size_t len)
+{
+    const struct kprod_config *c = r->c;
+    if (c->header_name == NULL)
+        return rd_kafka_producev(
+            r->producer, RD_KAFKA_V_TOPIC(c->topic),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, keylen),
+            RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_END);
+    return rd_kafka_producev(
+        r->producer, RD_KAFKA_V_TOPIC(c->topic),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_HEADER(c->header_name, c->header_value,
+                          (ssize_t)strlen(c->header_value)),
+        RD_KAFKA_V_END);
+}
+
+/* Send one request.  Returns 0 when it was handed to librdkafka (or
+ * failed there: counted as a delivery failure), -1 when the run stopped
+ * while the queue was full and the request was not sent. */
+static int send_one(struct run *r, const void *key, size_t keylen,
+                    const void *value, size_t len, int64_t gen_index)
+{
+    if (r->pending != NULL) {
+        /* Before producing: the result may arrive before producev
+         * returns. */
+        pthread_mutex_lock(&r->lock);
+        kprod_pending_add(r->pending, key, keylen, kinfer_now_us(),
+                          gen_index);
+        pthread_mutex_unlock(&r->lock);
+    }
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        e = produce(r, key, keylen, value, len);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        if (stopping(r))
+            break;
+        rd_kafka_poll(r->producer, 50);
+        progress(r);
+    }
+    pthread_mutex_lock(&r->lock);
+    int not_sent = e == RD_KAFKA_RESP_ERR__QUEUE_FULL;
+    if (!not_sent)
+        r->sent++;
+    unsigned n = 0;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (r->pending != NULL)
+            kprod_pending_fail(r->pending, key, keylen);
+        if (!not_sent) {
+            r->failed++;
+            n = ++r->failures_logged;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (n > 0 && n <= LOG_LIMIT)
+        KINFER_ERROR("cannot send key '%.*s': %s", key_len_for_log(keylen),
+                     (const char *)key, rd_kafka_err2str(e));
+    rd_kafka_poll(r->producer, 0);
+    progress(r);
+    return not_sent ? -1 : 0;
+}
+
+/* Absolute deadlines from the start: a late request does not push back
+ * the ones after it, so the average rate stays the one asked for. */
+static void pace(struct run *r, uint64_t i)
+{
+    if (r->c->rate > 0)
+        wait_until(r, r->start_us + (int64_t)((double)i * 1e6 / r->c->rate));
+}
+
+static void send_generated(struct run *r)
+{
+    const struct kprod_gen *g = &r->c->gen;
+    size_t size = kprod_gen_max_size(g);
+    char *buf = kinfer_xmalloc(size);
+    char key[sizeof g->runid + 32];
+    for (uint64_t i = 0; i < r->c->generate; i++) {
+        pace(r, i);
+        if (stopping(r))
+            break;
+        size_t keylen = kprod_gen_key(g, i, key, sizeof key);
+        size_t len = kprod_gen_request(g, i, buf, size);
+        if (send_one(r, key, keylen, buf, len, (int64_t)i) != 0)
+            break;
+    }
+    free(buf);
+}
+
+/* Returns 0 at the end of the input, -1 when it failed or was cut. */
+static int send_lines(struct run *r, int fd, const char *name)
+{
+    struct kprod_lines *lines = kprod_lines_new(fd, r->c->max_line);
+    uint64_t i = 0;
+    int ret = 0;
+    while (!stopping(r)) {
+        const char *line;
+        size_t len;
+        uint64_t lineno;
+        enum kprod_line_status st = kprod_lines_next(lines, &line, &len,
+                                                     &lineno);
+        if (st == KPROD_LINE_EOF)
+            break;
+        if (st == KPROD_LINE_IO_ERROR && errno == EINTR)
+            continue; /* the loop condition sees a SIGINT */
+        if (st == KPROD_LINE_IO_ERROR) {
+            KINFER_ERROR("reading %s: %s", name, strerror(errno));
+            ret = -1;
+            break;
+        }
+        if (st == KPROD_LINE_TOO_LONG) {
+            KINFER_ERROR("%s:%" PRIu64 ": line of %zu bytes is over the "
+                         "--max-line-bytes limit of %zu; stopping",
+                         name, lineno, len, r->c->max_line);
+            ret = -1;
+            break;
+        }
+        if (len == 0)
+            continue; /* blank lines separate nothing in JSON Lines */
+        size_t keylen;
+        char *key = kprod_request_key(line, len, r->c->key_field, lineno,
+                                      &keylen);
+        pace(r, i);
+        int sent = !stopping(r) &&
+                   send_one(r, key, keylen, line, len, -1) == 0;
+        free(key);
+        if (!sent)
+            break;
+        i++;
+    }
+    kprod_lines_free(lines);
+    return ret;
+}
+
+/* Wait until every queued request is delivered or failed.  After SIGINT
+ * wait a bounded time, then purge what is left (counted as failures by
+ * the delivery reports). */
+static void flush_all(struct run *r)
+{
+    int64_t purge_at = -1;
+    int purged = 0;
+    while (rd_kafka_outq_len(r->producer) > 0) {
+        int64_t now = kinfer_now_us();
+        if (stopping(r) && purge_at < 0)
+            purge_at = now + INTERRUPT_FLUSH_US;
+        if (purge_at >= 0 && now >= purge_at) {
+            if (purged)
+                break; /* still not empty: do not hang on exit */
+            rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE |
+                                            RD_KAFKA_PURGE_F_INFLIGHT);
+            purged = 1;
+            purge_at = now + INTERRUPT_FLUSH_US;
+        }
+        rd_kafka_flush(r->producer, 100);
+        progress(r);
+    }
+}
+
+/* Wait for the outstanding answers for at most timeout_s. */
+static void await_results(struct run *r)
+{
+    int64_t deadline = kinfer_now_us() + (int64_t)r->c->timeout_s * 1000000;
+    pthread_mutex_lock(&r->lock);
+    while (kprod_pending_outstanding(r->pending) > 0 && !stopping(r)) {
+        int64_t left = deadline - kinfer_now_us();
+        if (left <= 0)
+            break;
+        /* Short slices so SIGINT and progress are seen promptly. */
+        struct timespec ts;
+        kinfer_deadline(&ts, left > 200000 ? 200 : (int)(left / 1000) + 1);
+        pthread_cond_timedwait(&r->answered_cond, &r->lock, &ts);
+        pthread_mutex_unlock(&r->lock);
+        progress(r);
+        pthread_mutex_lock(&r->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void stop_reader(struct run *r)
+{
+    if (!r->reader_started)
+        return;
+    atomic_store(&r->reader_stop, 1);
+    pthread_join(r->reader, NULL);
+    r->reader_started = 0;
+}
+
+/* --- the run ------------------------------------------------------------ */
+
+static void run_init(struct run *r, const struct kprod_config *c)
+{
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    atomic_init(&r->reader_stop, 0);
+    atomic_init(&r->fatal, 0);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->answered_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    kprod_latencies_init(&r->lat);
+    if (c->await)
+        r->pending = kprod_pending_new();
+}
+
+static void run_destroy(struct run *r)
+{
+    stop_reader(r);
+    if (r->consumer != NULL) {
+        rd_kafka_consumer_close(r->consumer);
+        rd_kafka_destroy(r->consumer);
+    }
+    if (r->producer != NULL)
+        rd_kafka_destroy(r->producer);
+    kprod_pending_free(r->pending);
+    kprod_latencies_clear(&r->lat);
+    pthread_cond_destroy(&r->answered_cond);
+    pthread_mutex_destroy(&r->lock);
+}
+
+static int open_input(const struct kprod_config *c, char *err,
+                      size_t errsize)
+{
+    if (strcmp(c->input, "-") == 0)
+        return STDIN_FILENO;
+    int fd = open(c->input, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        kinfer_fmt(err, errsize, "--input %s: %s", c->input, strerror(errno));
+    return fd;
+}
+
+static void report_fill(struct run *r, struct kprod_report *rep,
+                        int input_failed, int64_t end_us)
+{
+    struct kprod_summary *s = &rep->summary;
+    memset(rep, 0, sizeof *rep);
+    /* Move the latencies out of the run, which frees what it still owns. */
+    rep->lat = r->lat;
+    kprod_latencies_init(&r->lat);
+    kprod_latencies_sort(&rep->lat);
+    rep->input_failed = input_failed;
+    rep->kafka_fatal = atomic_load(&r->fatal);
+
+    s->sent = r->sent;
+    s->failed = r->failed;
+    s->awaited = r->c->await;
+    if (r->c->await) {
+        s->answered = r->answered;
+        s->errors = r->errors;
+        s->wrong = r->wrong;
+        s->missing = kprod_pending_outstanding(r->pending);
+        s->duplicates = r->duplicates;
+        if (r->answered > 0)
+            end_us = r->last_answer_us;
+    }
+    s->seconds = (double)(end_us - r->start_us) / 1e6;
+    s->lat_us = rep->lat.us;
+    s->n_lat = rep->lat.n;
+    s->interrupted = *r->c->stop != 0;
+}
+
+enum kinfer_err kprod_run(const struct kprod_config *c,
+                          struct kprod_report *rep, char *err,
+                          size_t errsize)
+{
+    struct run r;
+    int fd = -1;
+    enum kinfer_err rc = KINFER_OK;
+    run_init(&r, c);
+
+    if (c->generate == 0) {
+        fd = open_input(c, err, errsize);
+        if (fd < 0) {
+            rc = KINFER_ERR_IO;
+            goto out;
+        }
+    }
+    rc = make_producer(&r, err, errsize);
+    if (rc == KINFER_OK && c->await) {
+        rc = make_consumer(&r, err, errsize);
+        if (rc == KINFER_OK)
+            rc = start_reader(&r, err, errsize);
+    }
+    if (rc != KINFER_OK)
+        goto out;
+
+    r.start_us = kinfer_now_us();
+    r.next_progress_us = r.start_us + PROGRESS_AFTER_US;
+    int input_failed = 0;
+    if (c->generate > 0)
+        send_generated(&r);
+    else
+        input_failed = send_lines(&r, fd, strcmp(c->input, "-") == 0
+                                              ? "stdin" : c->input) != 0;
+    flush_all(&r);
+    int64_t end_us = kinfer_now_us();
+    if (c->await && !stopping(&r))
+        await_results(&r);
+    stop_reader(&r);
+    report_fill(&r, rep, input_failed, end_us);
+out:
+    if (fd > STDIN_FILENO)
+        close(fd);
+    run_destroy(&r);
+    return rc;
+}

@@ -1,0 +1,1006 @@
+/* Unit tests of lib/codec.c.  Usage: test_codec DATA_DIR (tests/data/codec).
+ * Requests are data: DATA_DIR/invalid/<case>/{input,error} must fail with
+ * exactly that message (an optional second line of error names the code,
+ * e.g. KINFER_ERR_TOO_LARGE; default KINFER_ERR_INVALID), and
+ * DATA_DIR/valid/<case>/{input,expect} must decode to what expect
+ * describes (the format is render_request below).  Adding a case needs no
+ * code.  The rest: limits built in code, result encoding, round trips and
+ * a truncation/mutation loop over every valid input.
+ */
+#include <dirent.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "kinfer/request.h"
+
+static const char *data_dir;
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                            */
+
+struct text {
+    char *p;
+    size_t len, cap;
+};
+
+static void text_add(struct text *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        t->cap = (t->len + n + 1) * 2;
+        t->p = realloc(t->p, t->cap);
+        assert_non_null(t->p);
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void text_printf(struct text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void text_printf(struct text *t, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof buf);
+    text_add(t, buf, (size_t)n);
+}
+
+/* Whole file; NULL when it does not exist. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    struct text t = {0};
+    char buf[4096];
+    size_t n;
+    text_add(&t, "", 0);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        text_add(&t, buf, n);
+    assert_int_equal(ferror(f), 0);
+    fclose(f);
+    *len = t.len;
+    return t.p;
+}
+
+/* Whole file DATA_DIR/kind/name/file; NULL when it does not exist. */
+static char *read_case_file(const char *kind, const char *name,
+                            const char *file, size_t *len)
+{
+    char path[2048];
+    int n = snprintf(path, sizeof path, "%s/%s/%s/%s", data_dir, kind, name,
+                     file);
+    assert_true(n > 0 && (size_t)n < sizeof path);
+    return read_file(path, len);
+}
+
+static void trim_end(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && strchr(" \t\r\n", s[n - 1]) != NULL)
+        s[--n] = '\0';
+}
+
+/* Names of the subdirectories of dir, sorted; returns how many. */
+static int list_cases(const char *dir, struct dirent ***names)
+{
+    int n = scandir(dir, names, NULL, alphasort);
+    if (n < 0)
+        fail_msg("cannot list %s", dir);
+    return n;
+}
+
+static int is_case(const struct dirent *e)
+{
+    return e->d_name[0] != '.';
+}
+
+static int utf8_valid(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        int n = *u < 0x80 ? 0 : *u >= 0xC2 && *u <= 0xDF ? 1
+                              : (*u & 0xF0) == 0xE0      ? 2
+                              : *u >= 0xF0 && *u <= 0xF4 ? 3
+                                                         : -1;
+        if (n < 0)
+            return 0;
+        u++;
+        for (int i = 0; i < n; i++, u++)
+            if ((*u & 0xC0) != 0x80)
+                return 0;
+    }
+    return 1;
+}
+
+/* How the expect files write numbers: "%g" with the fewest digits, from
+ * 15 (6 for FP32) up, that read back exactly; subnormals from 1. */
+static void fmt_num(char *buf, size_t size, double v, int is_float)
+{
+    int sub = is_float ? fpclassify((float)v) == FP_SUBNORMAL
+                       : fpclassify(v) == FP_SUBNORMAL;
+    for (int p = sub ? 1 : is_float ? 6 : 15; p <= 17; p++) {
+        snprintf(buf, size, "%.*g", p, v);
+        if (is_float ? strtof(buf, NULL) == (float)v
+                     : strtod(buf, NULL) == v)
+            break;
+    }
+    if (v == 0 && signbit(v))
+        snprintf(buf, size, "-0");
+}
+
+static void render_bytes(struct text *t, const struct kinfer_bytes *b)
+{
+    text_add(t, "\"", 1);
+    for (size_t i = 0; i < b->len; i++) {
+        unsigned char c = (unsigned char)b->data[i];
+        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\')
+            text_add(t, (const char *)&c, 1);
+        else
+            text_printf(t, "\\x%02x", c);
+    }
+    text_add(t, "\"", 1);
+    assert_int_equal(b->data[b->len], '\0');
+}
+
+/* The expect file format, one fact per line:
+ *   id: r-42                       (or "id: (none)")
+ *   model_name: scale              (or "model_name: (none)")
+ *   param factor: number 3 (integer)
+ *   param ratio: number 0.5
+ *   param label: string "abc"      (bytes outside printable ASCII as \xNN)
+ *   param on: bool true
+ *   param extra: other
+ *   input x: FP64 [2,3] count 6
+ *   data: 1 2 3 4 5 6              (BOOL true/false, BYTES quoted)
+ */
+static void render_request(struct text *t, const struct kinfer_request *r)
+{
+    text_printf(t, "id: %s\n", r->id ? r->id : "(none)");
+    text_printf(t, "model_name: %s\n",
+                r->model_name ? r->model_name : "(none)");
+    for (size_t i = 0; i < r->n_params; i++) {
+        const struct kinfer_param *p = &r->params[i];
+        char num[40];
+        text_printf(t, "param %s: ", p->name);
+        switch (p->kind) {
+        case KINFER_PARAM_NUMBER:
+            if (p->is_integer) {
+                assert_true(p->number == (double)p->integer);
+                text_printf(t, "number %" PRId64 " (integer)\n", p->integer);
+            } else {
+                fmt_num(num, sizeof num, p->number, 0);
+                text_printf(t, "number %s\n", num);
+            }
+            break;
+        case KINFER_PARAM_STRING: {
+            struct kinfer_bytes b = {p->string, strlen(p->string)};
+            text_add(t, "string ", 7);
+            render_bytes(t, &b);
+            text_add(t, "\n", 1);
+            break;
+        }
+        case KINFER_PARAM_BOOL:
+            text_printf(t, "bool %s\n", p->boolean ? "true" : "false");
+            break;
+        case KINFER_PARAM_OTHER:
+            text_printf(t, "other\n");
+            break;
+        }
+        if (p->kind != KINFER_PARAM_STRING)
+            assert_null(p->string);
+    }
+    for (size_t i = 0; i < r->n_inputs; i++) {
+        const struct kinfer_tensor *in = &r->inputs[i];
+        text_printf(t, "input %s: %s [", in->name,
+                    kinfer_dtype_name(in->dtype));
+        for (int d = 0; d < in->ndim; d++)
+            text_printf(t, "%s%" PRId64, d ? "," : "", in->shape[d]);
+        text_printf(t, "] count %zu\ndata:", in->count);
+        for (size_t k = 0; k < in->count; k++) {
+            char num[40];
+            text_add(t, " ", 1);
+            switch (in->dtype) {
+            case KINFER_DTYPE_BOOL: {
+                uint8_t v = ((uint8_t *)in->data)[k];
+                assert_true(v == 0 || v == 1);
+                text_printf(t, "%s", v ? "true" : "false");
+                break;
+            }
+            case KINFER_DTYPE_INT32:
+                text_printf(t, "%" PRId32, ((int32_t *)in->data)[k]);
+                break;
+            case KINFER_DTYPE_INT64:
+                text_printf(t, "%" PRId64, ((int64_t *)in->data)[k]);
+                break;
+            case KINFER_DTYPE_FP32:
+                fmt_num(num, sizeof num, ((float *)in->data)[k], 1);
+                text_printf(t, "%s", num);
+                break;
+            case KINFER_DTYPE_FP64:
+                fmt_num(num, sizeof num, ((double *)in->data)[k], 0);
+                text_printf(t, "%s", num);
+                break;
+            case KINFER_DTYPE_BYTES:
+                render_bytes(t, (struct kinfer_bytes *)in->data + k);
+                break;
+            default:
+                fail_msg("bad dtype %d", in->dtype);
+            }
+        }
+        text_add(t, "\n", 1);
+    }
+}
+
+static int tensors_equal(const struct kinfer_tensor *a,
+                         const struct kinfer_tensor *b)
+{
+    if (strcmp(a->name, b->name) != 0 || a->dtype != b->dtype ||
+        a->ndim != b->ndim || a->count != b->count)
+        return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d])
+            return 0;
+    if (a->dtype != KINFER_DTYPE_BYTES)
+        return memcmp(a->data, b->data,
+                      a->count * kinfer_dtype_size(a->dtype)) == 0;
+    for (size_t k = 0; k < a->count; k++) {
+        const struct kinfer_bytes *x = (struct kinfer_bytes *)a->data + k;
+        const struct kinfer_bytes *y = (struct kinfer_bytes *)b->data + k;
+        if (x->len != y->len || memcmp(x->data, y->data, x->len) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Encode ts as a result, turn it back into a request ("outputs" becomes
+ * "inputs"; the extra model_version key is ignored) and decode it. */
+static void reencode(const struct kinfer_tensor *ts, size_t n,
+                     struct kinfer_request *back)
+{
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(kinfer_result_encode("rt", "m", "1", ts, n, &out, &len),
+                     KINFER_OK);
+    assert_int_equal(strlen(out), len);
+    char *key = strstr(out, "\"outputs\":");
+    assert_non_null(key);
+    struct text req = {0};
+    text_add(&req, out, (size_t)(key - out));
+    text_add(&req, "\"inputs\":", 9);
+    text_add(&req, key + 10, len - (size_t)(key - out) - 10);
+    free(out);
+    char err[256];
+    struct kinfer_limits lim = {.max_request_bytes = SIZE_MAX};
+    enum kinfer_err rc = kinfer_request_decode(req.p, req.len, &lim, back,
+                                               err, sizeof err);
+    if (rc != KINFER_OK)
+        fail_msg("re-decoding failed: %s\n%s", err, req.p);
+    free(req.p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Data-driven cases                                                  */
+
+static void test_invalid_cases(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/invalid", data_dir);
+    struct dirent **names;
+    int n = list_cases(dir, &names);
+    int cases = 0, failures = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        if (!is_case(names[i])) {
+            free(names[i]);
+            continue;
+        }
+        size_t len, elen;
+        char *input = read_case_file("invalid", name, "input", &len);
+        char *expect = read_case_file("invalid", name, "error", &elen);
+        if (input == NULL || expect == NULL)
+            fail_msg("case %s: needs input and error files", name);
+
+        /* error: message on line 1, optional code name on line 2 */
+        enum kinfer_err want_rc = KINFER_ERR_INVALID;
+        char *nl = strchr(expect, '\n');
+        if (nl != NULL) {
+            *nl = '\0';
+            trim_end(nl + 1);
+            if (strcmp(nl + 1, "KINFER_ERR_TOO_LARGE") == 0)
+                want_rc = KINFER_ERR_TOO_LARGE;
+            else if (nl[1] != '\0' && strcmp(nl + 1, "KINFER_ERR_INVALID"))
+                fail_msg("case %s: unknown code '%s'", name, nl + 1);
+        }
+        trim_end(expect);
+
+        struct kinfer_request req;
+        char err[512];
+        memset(err, 'x', sizeof err);
+        enum kinfer_err rc = kinfer_request_decode(input, len, NULL, &req,
+                                                   err, sizeof err);
+        if (rc != want_rc || strcmp(err, expect) != 0) {
+            print_error("case %s:\n  want %s \"%s\"\n  got  %s \"%s\"\n", name,
+                        kinfer_strerror(want_rc), expect,
+                        kinfer_strerror(rc), rc ? err : "");
+            failures++;
+        }
+        assert_true(utf8_valid(err));
+        kinfer_request_clear(&req);
+        free(input);
+        free(expect);
+        free(names[i]);
+        cases++;
+    }
+    free(names);
+    assert_int_equal(failures, 0);
+    assert_true(cases >= 25);
+}
+
+static void test_valid_cases(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/valid", data_dir);
+    struct dirent **names;
+    int n = list_cases(dir, &names);
+    int cases = 0, failures = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        if (!is_case(names[i])) {
+            free(names[i]);
+            continue;
+        }
+        size_t len, elen;
+        char *input = read_case_file("valid", name, "input", &len);
+        char *expect = read_case_file("valid", name, "expect", &elen);
+        if (input == NULL || expect == NULL)
+            fail_msg("case %s: needs input and expect files", name);
+        trim_end(expect);
+
+        struct kinfer_request req;
+        char err[512];
+        enum kinfer_err rc = kinfer_request_decode(input, len, NULL, &req,
+                                                   err, sizeof err);
+        if (rc != KINFER_OK) {
+            print_error("case %s: %s: %s\n", name, kinfer_strerror(rc), err);
+            failures++;
+        } else {
+            struct text got = {0};
+            render_request(&got, &req);
+            trim_end(got.p);
+            if (strcmp(got.p, expect) != 0) {
+                print_error("case %s:\n--- want\n%s\n--- got\n%s\n", name,
+                            expect, got.p);
+                failures++;
+            }
+            free(got.p);
+        }
+        kinfer_request_clear(&req);
+        free(input);
+        free(expect);
+        free(names[i]);
+        cases++;
+    }
+    free(names);
+    assert_int_equal(failures, 0);
+    assert_true(cases >= 10);
+}
+
+/* Calls fn on the input of every valid case. */
+static void each_valid_input(void (*fn)(const char *name, const char *input,
+                                        size_t len))
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/valid", data_dir);
+    struct dirent **names;
+    int n = list_cases(dir, &names);
+    for (int i = 0; i < n; i++) {
+        if (is_case(names[i])) {
+            size_t len;
+            char *input = read_case_file("valid", names[i]->d_name, "input",
+                                         &len);
+            assert_non_null(input);
+            fn(names[i]->d_name, input, len);
+            free(input);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* decode -> encode the inputs as outputs -> decode: the same tensors. */
+static void round_trip_one(const char *name, const char *input, size_t len)
+{
+    struct kinfer_request req, back;
+    char err[512];
+    assert_int_equal(
+        kinfer_request_decode(input, len, NULL, &req, err, sizeof err),
+        KINFER_OK);
+    reencode(req.inputs, req.n_inputs, &back);
+    assert_int_equal(back.n_inputs, req.n_inputs);
+    for (size_t i = 0; i < req.n_inputs; i++)
+        if (!tensors_equal(&req.inputs[i], &back.inputs[i]))
+            fail_msg("case %s: input %zu differs after a round trip", name,
+                     i);
+    kinfer_request_clear(&req);
+    kinfer_request_clear(&back);
+}
+
+static void test_round_trip_valid_cases(void **state)
+{
+    (void)state;
+    each_valid_input(round_trip_one);
+}
+
+/* Every strict prefix of a valid request is an error, never a crash; so
+ * is almost any one-byte change, and when it is an error the message is
+ * non-empty, valid UTF-8, and the request is safe to clear. */
+static void mangle_one(const char *name, const char *input, size_t len)
+{
+    while (len > 0 && strchr(" \t\r\n", input[len - 1]) != NULL)
+        len--; /* "{...}" + "\n" minus the "\n" would still be valid */
+    char *buf = malloc(len + 1);
+    assert_non_null(buf);
+    char err[512];
+    struct kinfer_request req;
+    for (size_t n = 0; n < len; n++) {
+        memcpy(buf, input, n); /* an exact-size copy so ASan sees overreads */
+        enum kinfer_err rc = kinfer_request_decode(buf, n, NULL, &req, err,
+                                                   sizeof err);
+        if (rc == KINFER_OK)
+            fail_msg("case %s: prefix of %zu bytes decoded", name, n);
+        assert_true(err[0] != '\0' && utf8_valid(err));
+        kinfer_request_clear(&req);
+    }
+    static const char subst[] = {'"', '[', '{', ']', '}', '\\', ',', ':',
+                                 '0', '-', 'x', ' ', '\0', (char)0xff,
+                                 (char)0xc3};
+    for (size_t i = 0; i < len; i++) {
+        for (size_t s = 0; s < sizeof subst; s++) {
+            memcpy(buf, input, len);
+            buf[i] = subst[s];
+            enum kinfer_err rc = kinfer_request_decode(buf, len, NULL, &req,
+                                                       err, sizeof err);
+            if (rc != KINFER_OK)
+                assert_true(err[0] != '\0' && utf8_valid(err));
+            kinfer_request_clear(&req);
+        }
+    }
+    free(buf);
+}
+
+static void test_truncation_and_mutation(void **state)
+{
+    (void)state;
+    each_valid_input(mangle_one);
+}
+
+/* ------------------------------------------------------------------ */
+/* Limits and partial results, built in code                          */
+
+static const char small_request[] =
+    "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT32\","
+    "\"data\":[1]}]}";
+
+static void test_oversized(void **state)
+{
+    (void)state;
+    size_t len = 2000000;
+    char *buf = malloc(len);
+    assert_non_null(buf);
+    /* A valid request padded with spaces: only the size is wrong. */
+    memset(buf, ' ', len);
+    memcpy(buf, small_request, sizeof small_request - 1);
+    struct kinfer_request req;
+    char err[256];
+    assert_int_equal(kinfer_request_decode(buf, len, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_ERR_TOO_LARGE);
+    assert_string_equal(err,
+                        "request is 2000000 bytes, over the 1048576-byte "
+                        "limit");
+    kinfer_request_clear(&req);
+
+    /* Exactly at the limit is fine. */
+    size_t limit = KINFER_DEFAULT_MAX_REQUEST_BYTES;
+    assert_int_equal(kinfer_request_decode(buf, limit, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_OK);
+    assert_int_equal(req.n_inputs, 1);
+    kinfer_request_clear(&req);
+
+    struct kinfer_limits lim = {.max_request_bytes = 64};
+    assert_int_equal(kinfer_request_decode(small_request,
+                                           sizeof small_request - 1, &lim,
+                                           &req, err, sizeof err),
+                     KINFER_ERR_TOO_LARGE);
+    assert_string_equal(err, "request is 67 bytes, over the 64-byte limit");
+    kinfer_request_clear(&req);
+    free(buf);
+}
+
+static void test_deep_nesting(void **state)
+{
+    (void)state;
+    /* A megabyte of '[' must be refused by the scan, not by the stack. */
+    size_t len = KINFER_DEFAULT_MAX_REQUEST_BYTES;
+    char *buf = malloc(len);
+    assert_non_null(buf);
+    memset(buf, '[', len);
+    struct kinfer_request req;
+    char err[256];
+    assert_int_equal(kinfer_request_decode(buf, len, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_ERR_TOO_LARGE);
+    assert_string_equal(err, "JSON nesting deeper than 32");
+    kinfer_request_clear(&req);
+
+    /* Brackets inside strings, escaped quotes included, do not count. */
+    struct text t = {0};
+    text_add(&t, "{\"id\":\"\\\"", 9);
+    for (int i = 0; i < 100; i++)
+        text_add(&t, "[{", 2);
+    text_add(&t, "\",", 2);
+    text_add(&t, small_request + 1, sizeof small_request - 2);
+    assert_int_equal(kinfer_request_decode(t.p, t.len, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_OK);
+    assert_int_equal(strlen(req.id), 201);
+    kinfer_request_clear(&req);
+    free(t.p);
+
+    /* The cap is configurable; the request itself nests 4 deep. */
+    struct kinfer_limits lim = {.max_depth = 3};
+    assert_int_equal(kinfer_request_decode(small_request,
+                                           sizeof small_request - 1, &lim,
+                                           &req, err, sizeof err),
+                     KINFER_ERR_TOO_LARGE);
+    assert_string_equal(err, "JSON nesting deeper than 3");
+    kinfer_request_clear(&req);
+    lim.max_depth = 4;
+    assert_int_equal(kinfer_request_decode(small_request,
+                                           sizeof small_request - 1, &lim,
+                                           &req, err, sizeof err),
+                     KINFER_OK);
+    kinfer_request_clear(&req);
+    free(buf);
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    struct kinfer_request req;
+    char err[256];
+    const char two[] =
+        "{\"inputs\":[{\"name\":\"a\",\"shape\":[3],\"datatype\":\"FP32\","
+        "\"data\":[1,2,3]},{\"name\":\"b\",\"shape\":[1],\"datatype\":"
+        "\"FP32\",\"data\":[1]}]}";
+    struct kinfer_limits lim = {.max_inputs = 1};
+    assert_int_equal(kinfer_request_decode(two, sizeof two - 1, &lim, &req,
+                                           err, sizeof err),
+                     KINFER_ERR_TOO_LARGE);
+    assert_string_equal(err, "inputs: 2 inputs, over the 1-input limit");
+    kinfer_request_clear(&req);
+
+    lim = (struct kinfer_limits){.max_elements = 2};
+    assert_int_equal(kinfer_request_decode(two, sizeof two - 1, &lim, &req,
+                                           err, sizeof err),
+                     KINFER_ERR_TOO_LARGE);
+    assert_string_equal(err, "inputs[0].shape: [3] is 3 elements, over the "
+                             "2-element limit");
+    kinfer_request_clear(&req);
+
+    lim.max_elements = 3;
+    assert_int_equal(kinfer_request_decode(two, sizeof two - 1, &lim, &req,
+                                           err, sizeof err),
+                     KINFER_OK);
+    assert_int_equal(req.n_inputs, 2);
+    kinfer_request_clear(&req);
+
+    /* A short err buffer gets a terminated prefix; NULL err is allowed. */
+    char tiny[8];
+    assert_int_equal(kinfer_request_decode("[]", 2, NULL, &req, tiny,
+                                           sizeof tiny),
+                     KINFER_ERR_INVALID);
+    assert_string_equal(tiny, "request");
+    kinfer_request_clear(&req);
+    assert_int_equal(kinfer_request_decode("[]", 2, NULL, &req, NULL, 0),
+                     KINFER_ERR_INVALID);
+    kinfer_request_clear(&req);
+    /* A Kafka tombstone has no value at all. */
+    assert_int_equal(kinfer_request_decode(NULL, 0, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_ERR_INVALID);
+    assert_string_equal(err, "request is empty");
+    kinfer_request_clear(&req);
+}
+
+static void test_names_kept_on_error(void **state)
+{
+    (void)state;
+    struct kinfer_request req;
+    char err[256];
+    const char bad_input[] =
+        "{\"id\":\"r-1\",\"model_name\":\"scale\",\"inputs\":[{\"name\":"
+        "\"x\",\"shape\":[2],\"datatype\":\"FP64\",\"data\":[1]}]}";
+    assert_int_equal(kinfer_request_decode(bad_input, sizeof bad_input - 1,
+                                           NULL, &req, err, sizeof err),
+                     KINFER_ERR_INVALID);
+    assert_string_equal(err,
+                        "inputs[0].data: expected 2 elements for shape [2], "
+                        "got 1");
+    assert_string_equal(req.id, "r-1");
+    assert_string_equal(req.model_name, "scale");
+    kinfer_request_clear(&req);
+
+    /* A bad id does not hide a good model_name, and vice versa. */
+    const char bad_id[] = "{\"id\":7,\"model_name\":\"m\",\"inputs\":[]}";
+    assert_int_equal(kinfer_request_decode(bad_id, sizeof bad_id - 1, NULL,
+                                           &req, err, sizeof err),
+                     KINFER_ERR_INVALID);
+    assert_string_equal(err, "id: expected a string");
+    assert_null(req.id);
+    assert_string_equal(req.model_name, "m");
+    kinfer_request_clear(&req);
+
+    const char bad_model[] = "{\"id\":\"i\",\"model_name\":[],\"inputs\":[]}";
+    assert_int_equal(kinfer_request_decode(bad_model, sizeof bad_model - 1,
+                                           NULL, &req, err, sizeof err),
+                     KINFER_ERR_INVALID);
+    assert_string_equal(err, "model_name: expected a string");
+    assert_string_equal(req.id, "i");
+    assert_null(req.model_name);
+    kinfer_request_clear(&req);
+    kinfer_request_clear(NULL);
+}
+
+static void test_param_lookup(void **state)
+{
+    (void)state;
+    const char in[] =
+        "{\"parameters\":{\"factor\":3,\"mode\":\"fast\",\"big\":"
+        "9007199254740993},\"inputs\":[{\"name\":\"x\",\"shape\":[],"
+        "\"datatype\":\"BOOL\",\"data\":[true]}]}";
+    struct kinfer_request req;
+    char err[256];
+    assert_int_equal(kinfer_request_decode(in, sizeof in - 1, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_OK);
+    const struct kinfer_param *p = kinfer_request_param(&req, "factor");
+    assert_non_null(p);
+    assert_int_equal(p->kind, KINFER_PARAM_NUMBER);
+    assert_true(p->is_integer);
+    assert_int_equal(p->integer, 3);
+    p = kinfer_request_param(&req, "mode");
+    assert_non_null(p);
+    assert_string_equal(p->string, "fast");
+    /* Integers keep all 64 bits even where the double cannot. */
+    p = kinfer_request_param(&req, "big");
+    assert_non_null(p);
+    assert_int_equal(p->integer, INT64_C(9007199254740993));
+    assert_null(kinfer_request_param(&req, "Factor"));
+    assert_null(kinfer_request_param(&req, ""));
+    assert_null(kinfer_request_param(&req, NULL));
+    assert_null(kinfer_request_param(NULL, "factor"));
+    kinfer_request_clear(&req);
+}
+
+/* ------------------------------------------------------------------ */
+/* Encoding                                                           */
+
+static void make_tensor(struct kinfer_tensor *t, const char *name,
+                        enum kinfer_dtype dtype, int ndim,
+                        const int64_t *shape, const void *values)
+{
+    assert_int_equal(kinfer_tensor_init(t, name, dtype, ndim, shape),
+                     KINFER_OK);
+    if (values != NULL)
+        memcpy(t->data, values, t->count * kinfer_dtype_size(dtype));
+}
+
+static void expect_result(const char *id, const char *model,
+                          const char *version,
+                          const struct kinfer_tensor *ts, size_t n,
+                          const char *want)
+{
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(kinfer_result_encode(id, model, version, ts, n, &out,
+                                          &len),
+                     KINFER_OK);
+    assert_string_equal(out, want);
+    assert_int_equal(len, strlen(want));
+    free(out);
+}
+
+static void test_result_encode_exact(void **state)
+{
+    (void)state;
+    struct kinfer_tensor ts[5];
+    int64_t s23[] = {2, 3}, s2[] = {2}, s0[] = {0};
+    const double fp[] = {3, 6, 9, 12, 15, -0.5};
+    const int32_t i32[] = {INT32_MIN, INT32_MAX};
+    const uint8_t b[] = {1, 0};
+    make_tensor(&ts[0], "x", KINFER_DTYPE_FP64, 2, s23, fp);
+    make_tensor(&ts[1], "i", KINFER_DTYPE_INT32, 1, s2, i32);
+    make_tensor(&ts[2], "flag", KINFER_DTYPE_BOOL, 1, s2, b);
+    make_tensor(&ts[3], "s", KINFER_DTYPE_BYTES, 1, s2, NULL);
+    assert_int_equal(kinfer_tensor_set_bytes(&ts[3], 0, "h\xc3\xa9", 3),
+                     KINFER_OK);
+    assert_int_equal(kinfer_tensor_set_bytes(&ts[3], 1, "a\0\"\n", 4),
+                     KINFER_OK);
+    make_tensor(&ts[4], "empty", KINFER_DTYPE_INT64, 1, s0, NULL);
+    expect_result(
+        "r-42", "scale", "1", ts, 5,
+        "{\"id\":\"r-42\",\"model_name\":\"scale\",\"model_version\":\"1\","
+        "\"outputs\":[{\"name\":\"x\",\"shape\":[2,3],\"datatype\":\"FP64\","
+        "\"data\":[3,6,9,12,15,-0.5]},{\"name\":\"i\",\"shape\":[2],"
+        "\"datatype\":\"INT32\",\"data\":[-2147483648,2147483647]},"
+        "{\"name\":\"flag\",\"shape\":[2],\"datatype\":\"BOOL\",\"data\":"
+        "[true,false]},{\"name\":\"s\",\"shape\":[2],\"datatype\":\"BYTES\","
+        "\"data\":[\"h\xc3\xa9\",\"a\\u0000\\\"\\n\"]},{\"name\":\"empty\","
+        "\"shape\":[0],\"datatype\":\"INT64\",\"data\":[]}]}");
+
+    /* Absent id, model and version are left out; a scalar has shape []. */
+    int64_t i64 = INT64_MIN;
+    struct kinfer_tensor scalar;
+    make_tensor(&scalar, "n", KINFER_DTYPE_INT64, 0, NULL, &i64);
+    expect_result(NULL, NULL, NULL, &scalar, 1,
+                  "{\"outputs\":[{\"name\":\"n\",\"shape\":[],\"datatype\":"
+                  "\"INT64\",\"data\":[-9223372036854775808]}]}");
+    expect_result("a", NULL, "2", NULL, 0,
+                  "{\"id\":\"a\",\"model_version\":\"2\",\"outputs\":[]}");
+    kinfer_tensor_clear(&scalar);
+    for (int i = 0; i < 5; i++)
+        kinfer_tensor_clear(&ts[i]);
+}
+
+static void test_fp_round_trip(void **state)
+{
+    (void)state;
+    struct kinfer_tensor t[2];
+    int64_t s1[] = {1};
+    const double tenth = 0.1;
+    const float f = 0.1f;
+    make_tensor(&t[0], "d", KINFER_DTYPE_FP64, 1, s1, &tenth);
+    make_tensor(&t[1], "f", KINFER_DTYPE_FP32, 1, s1, &f);
+    /* The shortest text that reads back exactly, per element type. */
+    expect_result(NULL, NULL, NULL, t, 2,
+                  "{\"outputs\":[{\"name\":\"d\",\"shape\":[1],\"datatype\":"
+                  "\"FP64\",\"data\":[0.1]},{\"name\":\"f\",\"shape\":[1],"
+                  "\"datatype\":\"FP32\",\"data\":[0.1]}]}");
+    struct kinfer_request back;
+    reencode(t, 2, &back);
+    assert_true(((double *)back.inputs[0].data)[0] == 0.1);
+    assert_true(((float *)back.inputs[1].data)[0] == 0.1f);
+    kinfer_request_clear(&back);
+    kinfer_tensor_clear(&t[0]);
+    kinfer_tensor_clear(&t[1]);
+
+    /* Notation: %g's choice, shortest digits, subnormals included. */
+    int64_t s7[] = {7};
+    const double dv7[] = {100, 1e21, 1e-7, 5e-324, 2.5e-308, -1.5, 1.0 / 3};
+    const float fv7[] = {100, 1e21f, 1e-7f, 1e-45f, 16777216, -0.0f,
+                         1.0f / 3};
+    make_tensor(&t[0], "d", KINFER_DTYPE_FP64, 1, s7, dv7);
+    make_tensor(&t[1], "f", KINFER_DTYPE_FP32, 1, s7, fv7);
+    expect_result(NULL, NULL, NULL, t, 2,
+                  "{\"outputs\":[{\"name\":\"d\",\"shape\":[7],\"datatype\":"
+                  "\"FP64\",\"data\":[100,1e+21,1e-07,5e-324,2.5e-308,-1.5,"
+                  "0.3333333333333333]},{\"name\":\"f\",\"shape\":[7],"
+                  "\"datatype\":\"FP32\",\"data\":[100,1e+21,1e-07,1e-45,"
+                  "16777216,-0.0,0.33333334]}]}");
+    reencode(t, 2, &back);
+    assert_true(tensors_equal(&t[0], &back.inputs[0]));
+    assert_true(tensors_equal(&t[1], &back.inputs[1]));
+    kinfer_request_clear(&back);
+    kinfer_tensor_clear(&t[0]);
+    kinfer_tensor_clear(&t[1]);
+
+    /* Extremes and random bit patterns come back bit for bit. */
+    enum { N = 20000 };
+    int64_t sn[] = {N};
+    make_tensor(&t[0], "d", KINFER_DTYPE_FP64, 1, sn, NULL);
+    make_tensor(&t[1], "f", KINFER_DTYPE_FP32, 1, sn, NULL);
+    double *dv = t[0].data;
+    float *fv = t[1].data;
+    const double dfixed[] = {DBL_MAX, -DBL_MAX, DBL_MIN, 4.9e-324, -0.0, 0.0,
+                             1.0 / 3, 1e21, 123456789012345678.0};
+    const float ffixed[] = {FLT_MAX, -FLT_MAX, FLT_MIN, 1.4e-45f, -0.0f,
+                            16777216.0f, 1.0f / 3, 3.4028235e38f};
+    uint64_t x = 88172645463325252u;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint64_t bits = x;
+        uint32_t bits32 = (uint32_t)(x >> 32);
+        memcpy(&dv[i], &bits, sizeof bits);
+        memcpy(&fv[i], &bits32, sizeof bits32);
+        if (!isfinite(dv[i]))
+            dv[i] = 1.5;
+        if (!isfinite(fv[i]))
+            fv[i] = 2.5f;
+    }
+    memcpy(dv, dfixed, sizeof dfixed);
+    memcpy(fv, ffixed, sizeof ffixed);
+    reencode(t, 2, &back);
+    assert_true(tensors_equal(&t[0], &back.inputs[0]));
+    assert_true(tensors_equal(&t[1], &back.inputs[1]));
+    kinfer_request_clear(&back);
+    kinfer_tensor_clear(&t[0]);
+    kinfer_tensor_clear(&t[1]);
+}
+
+static void test_result_encode_refuses(void **state)
+{
+    (void)state;
+    int64_t s1[] = {1};
+    struct kinfer_tensor t;
+    char untouched[] = "untouched";
+    char *out = untouched;
+    size_t len = 7;
+    const double bad_d[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        make_tensor(&t, "x", KINFER_DTYPE_FP64, 1, s1, &bad_d[i]);
+        assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out,
+                                              &len),
+                         KINFER_ERR_INVALID);
+        kinfer_tensor_clear(&t);
+    }
+    const float bad_f = INFINITY;
+    make_tensor(&t, "x", KINFER_DTYPE_FP32, 1, s1, &bad_f);
+    assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out, &len),
+                     KINFER_ERR_INVALID);
+    kinfer_tensor_clear(&t);
+
+    /* BYTES and names must be UTF-8 to become JSON strings. */
+    make_tensor(&t, "x", KINFER_DTYPE_BYTES, 1, s1, NULL);
+    assert_int_equal(kinfer_tensor_set_bytes(&t, 0, "\xff", 1), KINFER_OK);
+    assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out, &len),
+                     KINFER_ERR_INVALID);
+    kinfer_tensor_clear(&t);
+    make_tensor(&t, "\xc3", KINFER_DTYPE_INT32, 1, s1, NULL);
+    assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out, &len),
+                     KINFER_ERR_INVALID);
+    assert_int_equal(kinfer_result_encode("\xed\xa0\x80", "m", "1", NULL, 0,
+                                          &out, &len),
+                     KINFER_ERR_INVALID);
+
+    /* A tensor whose count disagrees with its shape is a model bug. */
+    free(t.name);
+    t.name = NULL;
+    assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out, &len),
+                     KINFER_ERR_INVALID);
+    t.name = strdup("x");
+    assert_non_null(t.name);
+    t.count = 2;
+    assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out, &len),
+                     KINFER_ERR_INVALID);
+    t.count = 1;
+    assert_int_equal(kinfer_result_encode("i", "m", "1", NULL, 1, &out, &len),
+                     KINFER_ERR_INVALID);
+    assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, NULL, &len),
+                     KINFER_ERR_INVALID);
+    kinfer_tensor_clear(&t);
+    /* Nothing was written through the out-parameters. */
+    assert_string_equal(out, "untouched");
+    assert_int_equal(len, 7);
+}
+
+static void expect_error(const char *id, const char *model, const char *msg,
+                         const char *want)
+{
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(kinfer_error_encode(id, model, msg, &out, &len),
+                     KINFER_OK);
+    assert_string_equal(out, want);
+    assert_int_equal(len, strlen(want));
+    free(out);
+}
+
+static void test_error_encode(void **state)
+{
+    (void)state;
+    expect_error("r-42", "scale",
+                 "inputs[0].datatype: unknown datatype 'FP8'",
+                 "{\"id\":\"r-42\",\"model_name\":\"scale\",\"error\":"
+                 "\"inputs[0].datatype: unknown datatype 'FP8'\"}");
+    expect_error(NULL, NULL, "request is not a JSON object",
+                 "{\"error\":\"request is not a JSON object\"}");
+    expect_error(NULL, "m", "x", "{\"model_name\":\"m\",\"error\":\"x\"}");
+    /* Quotes, backslashes and control characters are escaped. */
+    expect_error("a\"b", NULL,
+                 "near '\"id\"' \\ tab\there\x01 \xe2\x82\xac",
+                 "{\"id\":\"a\\\"b\",\"error\":\"near '\\\"id\\\"' \\\\ "
+                 "tab\\there\\u0001 \xe2\x82\xac\"}");
+    /* An error result must always go out: bad UTF-8 becomes U+FFFD. */
+    expect_error("\xff", NULL, "bad \xc3", "{\"id\":\"\xef\xbf\xbd\","
+                                           "\"error\":\"bad \xef\xbf\xbd\"}");
+    expect_error(NULL, NULL, NULL, "{\"error\":\"unknown error\"}");
+    assert_int_equal(kinfer_error_encode("i", "m", "x", NULL, NULL),
+                     KINFER_ERR_INVALID);
+}
+
+/* Every decode error message must be sendable as an error result. */
+static void test_decode_errors_encode(void **state)
+{
+    (void)state;
+    const char in[] = "{\"id\":\"q\\\"1\",\"inputs\":[{\"name\":\"x\","
+                      "\"shape\":[1],\"datatype\":\"\\u00e9\\\"\","
+                      "\"data\":[1]}]}";
+    struct kinfer_request req;
+    char err[256];
+    assert_int_equal(kinfer_request_decode(in, sizeof in - 1, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_ERR_INVALID);
+    expect_error(req.id, req.model_name, err,
+                 "{\"id\":\"q\\\"1\",\"error\":\"inputs[0].datatype: unknown "
+                 "datatype '\xc3\xa9\\\"'\"}");
+    kinfer_request_clear(&req);
+
+    /* A long multi-byte datatype is cut on a character boundary. */
+    struct text t = {0};
+    text_add(&t, "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"", 35);
+    for (int i = 0; i < 40; i++)
+        text_add(&t, "\xe2\x82\xac", 3);
+    text_add(&t, "\",\"shape\":[1],\"data\":[1]}]}", 27);
+    assert_int_equal(kinfer_request_decode(t.p, t.len, NULL, &req, err,
+                                           sizeof err),
+                     KINFER_ERR_INVALID);
+    assert_true(utf8_valid(err));
+    assert_int_equal(strlen(err), strlen("inputs[0].datatype: unknown "
+                                         "datatype ''") + 63);
+    kinfer_request_clear(&req);
+    /* ... and so is one cut by a short err buffer. */
+    char small[41]; /* room for the quote and 2 of the 3 bytes of a euro */
+    assert_int_equal(kinfer_request_decode(t.p, t.len, NULL, &req, small,
+                                           sizeof small),
+                     KINFER_ERR_INVALID);
+    assert_string_equal(small, "inputs[0].datatype: unknown datatype '");
+    kinfer_request_clear(&req);
+    free(t.p);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s DATA_DIR (tests/data/codec)\n", argv[0]);
+        return 2;
+    }
+    data_dir = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_invalid_cases),
+        cmocka_unit_test(test_valid_cases),
+        cmocka_unit_test(test_round_trip_valid_cases),
+        cmocka_unit_test(test_truncation_and_mutation),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_names_kept_on_error),
+        cmocka_unit_test(test_param_lookup),
+        cmocka_unit_test(test_result_encode_exact),
+        cmocka_unit_test(test_fp_round_trip),
+        cmocka_unit_test(test_result_encode_refuses),
+        cmocka_unit_test(test_error_encode),
+        cmocka_unit_test(test_decode_errors_encode),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

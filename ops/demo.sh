@@ -224,6 +224,26 @@ for ((n = 1; n <= WORKERS; n++)); do
 done
 note "pids ${WORKER_PIDS[*]}; logs in build/demo-logs/worker-N.log"
 
+# The partitions a worker holds now, from its log: cooperative rebalancing
+# logs increments ("assigned [..]", "revoked [..]", "lost [..]").
+held_partitions() {
+    awk '
+        match($0, /(assigned|revoked|lost) partitions \[[^]]*\]/) {
+            s = substr($0, RSTART, RLENGTH)
+            add = s ~ /^assigned/
+            sub(/^[^[]*\[/, "", s); sub(/\]$/, "", s)
+            n = split(s, ps, ",")
+            for (i = 1; i <= n; i++)
+                if (add) held[ps[i]] = 1; else delete held[ps[i]]
+        }
+        END {
+            out = ""
+            for (p = 0; p < 1000; p++)
+                if (p in held) out = out (out == "" ? "" : ",") p
+            print out
+        }' "$1"
+}
+
 # Requests wait in the topic (the workers start from the earliest offset),
 # so this is only for a tidy picture: every worker that can get a
 # partition has one before the load starts.
@@ -236,7 +256,7 @@ while :; do
             tail -n 20 "$LOGS/worker-$n.log" >&2
             fail "worker-$n exited during start-up"
         }
-        grep -q 'assigned partitions \[[0-9]' "$LOGS/worker-$n.log" &&
+        [[ -n "$(held_partitions "$LOGS/worker-$n.log")" ]] &&
             have=$((have + 1))
     done
     ((have >= want)) && break
@@ -248,8 +268,8 @@ while :; do
     sleep 0.2
 done
 for ((n = 1; n <= WORKERS; n++)); do
-    note "worker-$n: $(grep -ho 'assigned partitions \[[^]]*\]' \
-        "$LOGS/worker-$n.log" | tail -n 1)"
+    note "worker-$n holds partitions" \
+        "[$(held_partitions "$LOGS/worker-$n.log")] of kinfer.requests"
 done
 
 # --- synthetic load -----------------------------------------------------------

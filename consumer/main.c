@@ -77,8 +77,17 @@ static enum kinfer_err load_models(struct kinfer_models *models,
         if (rc != KINFER_OK)
             return rc;
     }
-    kinfer_log(KINFER_LOG_INFO, "serving models: %s",
-               kinfer_models_names(models));
+    for (size_t i = 0; i < kinfer_models_count(models); i++) {
+        const struct kinfer_model *m = kinfer_models_at(models, i);
+        const struct kinfer_model_settings *s = kinfer_model_settings(m);
+        char sig[512];
+        kinfer_model_describe(m, sig, sizeof sig);
+        kinfer_log(KINFER_LOG_INFO,
+                   "model %s version %s: %s (max_batch_size %zu, "
+                   "max_queue_delay_us %ld)",
+                   kinfer_model_name(m), kinfer_model_version(m), sig,
+                   s->max_batch_size, s->max_queue_delay_us);
+    }
     return KINFER_OK;
 }
 

@@ -269,6 +269,51 @@ kinfer_model_settings(const struct kinfer_model *m)
     return &m->settings;
 }
 
+/* Appends "name DTYPE [d0,d1]" entries separated by ", " to buf. */
+static size_t describe_tensors(char *buf, size_t size, size_t used,
+                               const struct kinfer_tensor_desc *t, size_t n)
+{
+    for (size_t i = 0; i < n && used < size; i++) {
+        int k = snprintf(buf + used, size - used, "%s%s %s [", i ? ", " : "",
+                         t[i].name, kinfer_dtype_name(t[i].dtype));
+        used += k > 0 ? (size_t)k : 0;
+        if (t[i].ndim < 0 && used < size) {
+            k = snprintf(buf + used, size - used, "...");
+            used += k > 0 ? (size_t)k : 0;
+        }
+        for (int d = 0; d < t[i].ndim && used < size; d++) {
+            k = snprintf(buf + used, size - used, "%s%lld", d ? "," : "",
+                         (long long)t[i].shape[d]);
+            used += k > 0 ? (size_t)k : 0;
+        }
+        if (used < size) {
+            k = snprintf(buf + used, size - used, "]");
+            used += k > 0 ? (size_t)k : 0;
+        }
+    }
+    return used;
+}
+
+void kinfer_model_describe(const struct kinfer_model *m, char *buf,
+                           size_t size)
+{
+    struct kinfer_model_io io = {0};
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    if (m->backend->describe == NULL ||
+        m->backend->describe(m->handle, &io) != KINFER_OK) {
+        kinfer_fmt(buf, size, "any inputs");
+        return;
+    }
+    size_t used = describe_tensors(buf, size, 0, io.inputs, io.n_inputs);
+    if (used < size) {
+        int k = snprintf(buf + used, size - used, " -> ");
+        used += k > 0 ? (size_t)k : 0;
+    }
+    describe_tensors(buf, size, used, io.outputs, io.n_outputs);
+}
+
 void kinfer_infer_item_clear(struct kinfer_infer_item *item)
 {
     for (size_t i = 0; item->outputs != NULL && i < item->n_outputs; i++)

@@ -773,6 +773,48 @@ static void test_scale_hand_built_request(void **state)
     kinfer_models_free(ms);
 }
 
+/* --- describe -------------------------------------------------------- */
+
+static const struct kinfer_tensor_desc described[] = {
+    {"x", KINFER_DTYPE_FP32, 2, {-1, 16}},
+    {"y", KINFER_DTYPE_INT64, -1, {0}},
+};
+
+static enum kinfer_err described_io(void *model, struct kinfer_model_io *io)
+{
+    (void)model;
+    io->inputs = &described[0];
+    io->n_inputs = 1;
+    io->outputs = &described[1];
+    io->n_outputs = 1;
+    return KINFER_OK;
+}
+
+static void test_describe(void **state)
+{
+    (void)state;
+    struct kinfer_models *ms = models_with_scale("s");
+    char buf[128];
+    kinfer_model_describe(kinfer_models_find(ms, "s"), buf, sizeof buf);
+    assert_string_equal(buf, "any inputs");
+
+    struct kinfer_backend d = fake_backend;
+    d.name = "described";
+    d.describe = described_io;
+    char err[ERR_SIZE] = "";
+    assert_int_equal(kinfer_models_add_backend(ms, &d, err, sizeof err),
+                     KINFER_OK);
+    assert_int_equal(kinfer_models_load(ms, "d", "described", NULL, NULL,
+                                        NULL, err, sizeof err),
+                     KINFER_OK);
+    kinfer_model_describe(kinfer_models_find(ms, "d"), buf, sizeof buf);
+    assert_string_equal(buf, "x FP32 [-1,16] -> y INT64 [...]");
+    /* A short buffer truncates instead of overflowing. */
+    kinfer_model_describe(kinfer_models_find(ms, "d"), buf, 8);
+    assert_string_equal(buf, "x FP32 ");
+    kinfer_models_free(ms);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_scale_bool_bytes_refused),
         cmocka_unit_test(test_scale_batch_middle_fails),
         cmocka_unit_test(test_scale_hand_built_request),
+        cmocka_unit_test(test_describe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,6 +93,7 @@ struct mlp_model {
     int n_out;       /* features of a result row */
     int max_width;   /* widest activation, input included */
     size_t scratch;  /* bytes of scratch one call may use */
+    struct kinfer_tensor_desc io[2]; /* input, output: for describe */
 };
 
 static void mlp_destroy(void *model)
@@ -562,12 +563,31 @@ out:
     return rc;
 }
 
+/* Rows of n_in features in, rows of n_out out (1-D requests allowed too,
+ * but [-1, n] is the general form). */
+static enum kinfer_err mlp_describe(void *model, struct kinfer_model_io *io)
+{
+    struct mlp_model *m = model;
+    m->io[0] = (struct kinfer_tensor_desc){
+        .name = m->input, .dtype = KINFER_DTYPE_FP32, .ndim = 2,
+        .shape = {-1, m->n_in}};
+    m->io[1] = (struct kinfer_tensor_desc){
+        .name = m->output, .dtype = KINFER_DTYPE_FP32, .ndim = 2,
+        .shape = {-1, m->n_out}};
+    io->inputs = &m->io[0];
+    io->n_inputs = 1;
+    io->outputs = &m->io[1];
+    io->n_outputs = 1;
+    return KINFER_OK;
+}
+
 static const struct kinfer_backend mlp_backend = {
     .abi_version = KINFER_BACKEND_ABI_VERSION,
     .name = MLP,
     .create = mlp_create,
     .infer = mlp_infer,
     .destroy = mlp_destroy,
+    .describe = mlp_describe,
 };
 
 const struct kinfer_backend *kinfer_backend_mlp(void)

@@ -75,6 +75,7 @@ struct topk_model {
     size_t k_default;
     size_t max_k;
     size_t scratch; /* bytes of scratch one call may use */
+    struct kinfer_tensor_desc io[4]; /* query, exclude; items, scores */
 };
 
 /* What infer learnt about one request. */
@@ -678,12 +679,37 @@ out:
     return rc;
 }
 
+/* The query as vectors (user ids are the INT64 alternative of the same
+ * input), the optional exclusion list, and the two [-1, k] outputs. */
+static enum kinfer_err topk_describe(void *model, struct kinfer_model_io *io)
+{
+    struct topk_model *m = model;
+    m->io[0] = (struct kinfer_tensor_desc){
+        .name = m->input, .dtype = KINFER_DTYPE_FP32, .ndim = 2,
+        .shape = {-1, m->dim}};
+    m->io[1] = (struct kinfer_tensor_desc){
+        .name = m->exclude, .dtype = KINFER_DTYPE_INT64, .ndim = 1,
+        .shape = {-1}};
+    m->io[2] = (struct kinfer_tensor_desc){
+        .name = "items", .dtype = KINFER_DTYPE_INT64, .ndim = 2,
+        .shape = {-1, -1}};
+    m->io[3] = (struct kinfer_tensor_desc){
+        .name = "scores", .dtype = KINFER_DTYPE_FP32, .ndim = 2,
+        .shape = {-1, -1}};
+    io->inputs = &m->io[0];
+    io->n_inputs = 2;
+    io->outputs = &m->io[2];
+    io->n_outputs = 2;
+    return KINFER_OK;
+}
+
 static const struct kinfer_backend topk_backend = {
     .abi_version = KINFER_BACKEND_ABI_VERSION,
     .name = TOPK,
     .create = topk_create,
     .infer = topk_infer,
     .destroy = topk_destroy,
+    .describe = topk_describe,
 };
 
 const struct kinfer_backend *kinfer_backend_topk(void)

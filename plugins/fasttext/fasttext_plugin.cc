@@ -59,6 +59,7 @@ struct ft_model {
     int32_t nlabels = 0;
     int64_t k = 1;
     double threshold = 0.0;
+    struct kinfer_tensor_desc io[3] = {}; /* text; labels, probabilities */
 };
 
 __attribute__((format(printf, 3, 4))) void
@@ -344,8 +345,33 @@ enum kinfer_err ft_infer(void *model, struct kinfer_infer_item *items,
     return KINFER_OK;
 }
 
+/* One BYTES input of any name (texts), two [n, k] outputs; k here is the
+ * configured default (a request's parameters.k may change it). */
+enum kinfer_err ft_describe(void *model, struct kinfer_model_io *io)
+{
+    ft_model *m = static_cast<ft_model *>(model);
+    m->io[0].name = "text";
+    m->io[0].dtype = KINFER_DTYPE_BYTES;
+    m->io[0].ndim = 1;
+    m->io[0].shape[0] = -1;
+    m->io[1].name = "labels";
+    m->io[1].dtype = KINFER_DTYPE_BYTES;
+    m->io[1].ndim = 2;
+    m->io[1].shape[0] = -1;
+    m->io[1].shape[1] = m->k;
+    m->io[2] = m->io[1];
+    m->io[2].name = "probabilities";
+    m->io[2].dtype = KINFER_DTYPE_FP32;
+    io->inputs = &m->io[0];
+    io->n_inputs = 1;
+    io->outputs = &m->io[1];
+    io->n_outputs = 2;
+    return KINFER_OK;
+}
+
 const struct kinfer_backend fasttext_backend = {
     KINFER_BACKEND_ABI_VERSION, "fasttext", ft_create, ft_infer, ft_destroy,
+    ft_describe,
 };
 
 } // namespace

@@ -53,6 +53,24 @@ struct kinfer_infer_item {
     char error[KINFER_ITEM_ERROR_SIZE];
 };
 
+/* What one input or output of a model looks like.  -1 in shape means any
+ * size in that dimension; ndim -1 means any rank. */
+struct kinfer_tensor_desc {
+    const char *name;
+    enum kinfer_dtype dtype;
+    int ndim;
+    int64_t shape[KINFER_MAX_DIMS];
+};
+
+/* A model's signature.  The arrays belong to the backend and stay valid
+ * until destroy. */
+struct kinfer_model_io {
+    const struct kinfer_tensor_desc *inputs;
+    size_t n_inputs;
+    const struct kinfer_tensor_desc *outputs;
+    size_t n_outputs;
+};
+
 /* Services kinfer offers a backend (plugins cannot link against kinfer's
  * symbols directly). */
 struct kinfer_host {
@@ -87,6 +105,10 @@ struct kinfer_backend {
 
     /* Free the model.  NULL is a no-op. */
     void (*destroy)(void *model);
+
+    /* Describe the model's inputs and outputs into *io (main thread, after
+     * create).  May be NULL for a backend that takes anything (scale). */
+    enum kinfer_err (*describe)(void *model, struct kinfer_model_io *io);
 };
 
 typedef const struct kinfer_backend *(*kinfer_backend_entry_fn)(

@@ -76,6 +76,12 @@ const char *kinfer_models_names(const struct kinfer_models *ms);
 const char *kinfer_model_name(const struct kinfer_model *m);
 const char *kinfer_model_version(const struct kinfer_model *m);
 
+/* Write a one-line summary of m's signature to buf, e.g.
+ * "input FP32 [-1,16] -> output FP32 [-1,4]" ("any inputs" when the
+ * backend does not describe itself). */
+void kinfer_model_describe(const struct kinfer_model *m, char *buf,
+                           size_t size);
+
 /* Run a batch on m.  On a whole-batch failure every item is marked failed
  * with a message, and KINFER_OK is still returned: the caller then answers
  * item by item. */

@@ -1,0 +1,883 @@
+/* kinfer-bench-batching: throughput and latency of an "mlp" model served one
+ * request per call versus with dynamic batching, under the same open-loop
+ * load, in process (no Kafka) but through the worker's own pool, batcher
+ * and kinfer_model_infer, wired as lib/worker.c wires them.
+ *
+ * The model (dense layers, FP32, deterministic weights) is written by this
+ * program as a safetensors file in a temporary directory and removed at
+ * exit, so the bench needs nothing but the build.  For each mode the
+ * offered rate doubles from --start-rate until the mode saturates (achieved
+ * below 95% of offered, or p99 over the budget), then bisects --refine
+ * times between the last good and the first bad rate.  Latency is
+ * completion time minus *scheduled* arrival time, so time spent queued
+ * behind a slow request counts (no coordinated omission). */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kinfer/batcher.h"
+#include "kinfer/log.h"
+#include "kinfer/model.h"
+#include "kinfer/options.h"
+#include "kinfer/pool.h"
+#include "kinfer/request.h"
+
+#define MAX_LAYERS 16
+#define N_PAYLOADS 64 /* distinct requests, reused round robin */
+#define OK_FRACTION 0.95
+#define NS_PER_S 1000000000LL
+
+/* ------------------------------------------------------------- helpers */
+
+static void *xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (p == NULL) {
+        fprintf(stderr, "kinfer-bench-batching: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL) {
+        fprintf(stderr, "kinfer-bench-batching: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+static void sleep_until_ns(int64_t t)
+{
+    struct timespec ts = {(time_t)(t / NS_PER_S), (long)(t % NS_PER_S)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+           EINTR)
+        ;
+}
+
+/* A growable text buffer for JSON written with printf formats. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void sbuf_printf(struct sbuf *s, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = s->cap - s->len;
+        int n = vsnprintf(s->p ? s->p + s->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            fprintf(stderr, "kinfer-bench-batching: bad format\n");
+            abort();
+        }
+        if ((size_t)n < room) {
+            s->len += (size_t)n;
+            return;
+        }
+        s->cap = (s->cap + (size_t)n + 1) * 2;
+        char *np = realloc(s->p, s->cap);
+        if (np == NULL) {
+            fprintf(stderr, "kinfer-bench-batching: out of memory\n");
+            abort();
+        }
+        s->p = np;
+    }
+}
+
+/* xorshift64*: the same weights and inputs on every run and machine. */
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+
+/* Uniform in [-1, 1). */
+static float rng_unit(uint64_t *s)
+{
+    return (float)((double)(rng_next(s) >> 11) / 4503599627370496.0 - 1.0);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* --------------------------------------------------------------- model */
+
+struct model_spec {
+    int sizes[MAX_LAYERS + 1]; /* features: input, then each layer's out */
+    int n_layers;
+};
+
+/* "256,1024,1024,64" -> sizes.  Returns 0 on success. */
+static int parse_layers(const char *text, struct model_spec *spec)
+{
+    const char *p = text;
+    int n = 0;
+    while (*p != '\0') {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno != 0 || v < 1 || v > 65536 ||
+            n > MAX_LAYERS || (*end != ',' && *end != '\0'))
+            return -1;
+        spec->sizes[n++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (n < 2)
+        return -1;
+    spec->n_layers = n - 1;
+    return 0;
+}
+
+static int write_all(FILE *f, const void *p, size_t len)
+{
+    return fwrite(p, 1, len, f) == len ? 0 : -1;
+}
+
+/* Little-endian FP32 bytes of v[0..n), whatever the host order. */
+static int write_floats(FILE *f, const float *v, size_t n)
+{
+    unsigned char buf[4096];
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], sizeof u);
+        for (int k = 0; k < 4; k++)
+            buf[used++] = (unsigned char)(u >> (8 * k));
+        if (used == sizeof buf) {
+            if (write_all(f, buf, used) != 0)
+                return -1;
+            used = 0;
+        }
+    }
+    return write_all(f, buf, used);
+}
+
+/* Write dir/model.safetensors: layer i holds fc<i>.weight [out, in]
+ * (uniform, scaled by sqrt(3/in) so activations keep their size through
+ * the layers) and fc<i>.bias [out].  Returns 0 on success. */
+static int write_model(const char *dir, const struct model_spec *spec)
+{
+    struct sbuf hdr = {0};
+    size_t offset = 0;
+    sbuf_printf(&hdr, "{\"__metadata__\":{\"format\":\"pt\",\"generator\":"
+                      "\"kinfer-bench-batching\"}");
+    for (int i = 0; i < spec->n_layers; i++) {
+        size_t in = (size_t)spec->sizes[i], out = (size_t)spec->sizes[i + 1];
+        sbuf_printf(&hdr,
+                    ",\"fc%d.weight\":{\"dtype\":\"F32\",\"shape\":[%zu,%zu],"
+                    "\"data_offsets\":[%zu,%zu]}",
+                    i + 1, out, in, offset, offset + out * in * 4);
+        offset += out * in * 4;
+        sbuf_printf(&hdr,
+                    ",\"fc%d.bias\":{\"dtype\":\"F32\",\"shape\":[%zu],"
+                    "\"data_offsets\":[%zu,%zu]}",
+                    i + 1, out, offset, offset + out * 4);
+        offset += out * 4;
+    }
+    sbuf_printf(&hdr, "}");
+    while ((8 + hdr.len) % 8 != 0)
+        sbuf_printf(&hdr, " ");
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    int rc = f == NULL ? -1 : 0;
+    unsigned char len8[8];
+    for (int k = 0; k < 8; k++)
+        len8[k] = (unsigned char)((uint64_t)hdr.len >> (8 * k));
+    if (rc == 0)
+        rc = write_all(f, len8, 8);
+    if (rc == 0)
+        rc = write_all(f, hdr.p, hdr.len);
+    uint64_t seed = 0x6b696e666572ULL; /* "kinfer" */
+    for (int i = 0; rc == 0 && i < spec->n_layers; i++) {
+        size_t in = (size_t)spec->sizes[i], out = (size_t)spec->sizes[i + 1];
+        float *w = xmalloc(out * in * sizeof *w);
+        float *b = xmalloc(out * sizeof *b);
+        float scale = sqrtf(3.0f / (float)in);
+        for (size_t k = 0; k < out * in; k++)
+            w[k] = rng_unit(&seed) * scale;
+        for (size_t k = 0; k < out; k++)
+            b[k] = rng_unit(&seed) * 0.1f;
+        rc = write_floats(f, w, out * in);
+        if (rc == 0)
+            rc = write_floats(f, b, out);
+        free(w);
+        free(b);
+    }
+    if (f != NULL && fclose(f) != 0)
+        rc = -1;
+    if (rc != 0)
+        fprintf(stderr, "kinfer-bench-batching: writing %s: %s\n", path,
+                strerror(errno));
+    free(hdr.p);
+    return rc;
+}
+
+/* The mlp backend's config.json for the model write_model wrote: relu on
+ * every hidden layer, softmax at the end.  Caller frees. */
+static char *model_config(const struct model_spec *spec)
+{
+    struct sbuf s = {0};
+    sbuf_printf(&s, "{\"backend\":\"mlp\",\"weights\":\"model.safetensors\","
+                    "\"input\":\"x\",\"output\":\"y\",\"softmax\":true,"
+                    "\"blas_threads\":1,\"layers\":[");
+    for (int i = 0; i < spec->n_layers; i++)
+        sbuf_printf(&s,
+                    "%s{\"weight\":\"fc%d.weight\",\"bias\":\"fc%d.bias\","
+                    "\"activation\":\"%s\"}",
+                    i ? "," : "", i + 1, i + 1,
+                    i + 1 < spec->n_layers ? "relu" : "none");
+    sbuf_printf(&s, "]}");
+    return s.p;
+}
+
+/* ----------------------------------------------------------- pipeline */
+
+struct step;
+
+/* One request of a step. */
+struct job {
+    struct step *step;
+    size_t index;      /* into step->lat */
+    size_t payload;    /* which of the mode's requests */
+    int64_t sched_ns;  /* when it was due to arrive */
+};
+
+/* One offered rate: jobs[0..n), each recording its latency. */
+struct step {
+    struct job *jobs;
+    int64_t *lat;      /* ns, by job index */
+    size_t n;
+    size_t done;       /* under mode->mu */
+    int64_t last_ns;   /* latest completion; under mode->mu */
+};
+
+/* One way of serving the model, with the worker's wiring: a pool whose
+ * threads decode and then run the model inline (no batcher) or hand the
+ * request to the model's batcher. */
+struct mode {
+    const char *label;
+    const struct kinfer_models *models;
+    const struct kinfer_model *model;
+    struct kinfer_batcher *batcher; /* NULL: one request per call */
+    struct kinfer_pool *pool;
+    atomic_size_t decoding;         /* jobs between dequeue and batcher */
+    int codec;                      /* decode and encode JSON per request */
+    char *payloads[N_PAYLOADS];     /* request JSON */
+    size_t payload_len[N_PAYLOADS];
+    struct kinfer_request prebuilt[N_PAYLOADS]; /* when !codec */
+
+    pthread_mutex_t mu;   /* step completion */
+    pthread_cond_t cv;
+    /* Stage costs, summed over a step (reset between steps). */
+    atomic_llong codec_ns, infer_ns;
+    atomic_size_t errors;
+};
+
+/* A request waiting in the batcher (the worker's struct pending). */
+struct pending {
+    struct job *job;
+    const struct kinfer_request *req; /* &owned, or a prebuilt one */
+    struct kinfer_request owned;
+};
+
+static void complete(struct mode *m, struct job *j)
+{
+    int64_t t = now_ns();
+    struct step *s = j->step;
+    s->lat[j->index] = t - j->sched_ns;
+    /* Nothing of the step is touched after done reaches n: the generator
+     * frees it then. */
+    pthread_mutex_lock(&m->mu);
+    if (t > s->last_ns)
+        s->last_ns = t;
+    if (++s->done == s->n)
+        pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The worker's answer() without Kafka: encode the result as it would be
+ * produced, then call the request done. */
+static void answer(struct mode *m, struct pending *p,
+                   const struct kinfer_infer_item *item)
+{
+    if (item->failed) {
+        atomic_fetch_add(&m->errors, 1);
+        if (atomic_load(&m->errors) == 1)
+            fprintf(stderr, "kinfer-bench-batching: request failed: %s\n",
+                    item->error);
+    } else if (m->codec) {
+        int64_t t = now_ns();
+        char *buf = NULL;
+        size_t len = 0;
+        if (kinfer_result_encode(p->req->id, kinfer_model_name(m->model),
+                                 kinfer_model_version(m->model),
+                                 item->outputs, item->n_outputs, &buf,
+                                 &len) != KINFER_OK)
+            atomic_fetch_add(&m->errors, 1);
+        free(buf);
+        atomic_fetch_add(&m->codec_ns, now_ns() - t);
+    }
+    complete(m, p->job);
+}
+
+/* The worker's run_batch: one kinfer_model_infer for the whole batch. */
+static void run_batch(void **items, size_t n, void *arg)
+{
+    struct mode *m = arg;
+    struct kinfer_infer_item *its = xcalloc(n, sizeof *its);
+    for (size_t i = 0; i < n; i++)
+        its[i].request = ((struct pending *)items[i])->req;
+    int64_t t = now_ns();
+    kinfer_model_infer(m->model, its, n);
+    atomic_fetch_add(&m->infer_ns, now_ns() - t);
+    for (size_t i = 0; i < n; i++) {
+        struct pending *p = items[i];
+        answer(m, p, &its[i]);
+        kinfer_infer_item_clear(&its[i]);
+        kinfer_request_clear(&p->owned);
+        free(p);
+    }
+    free(its);
+}
+
+/* The worker's run_job: decode, find the model, then run inline or submit
+ * to the batcher. */
+static void run_job(struct mode *m, struct job *j)
+{
+    struct pending *p = xcalloc(1, sizeof *p);
+    p->job = j;
+    if (m->codec) {
+        char err[512];
+        int64_t t = now_ns();
+        enum kinfer_err rc = kinfer_request_decode(
+            m->payloads[j->payload], m->payload_len[j->payload], NULL,
+            &p->owned, err, sizeof err);
+        atomic_fetch_add(&m->codec_ns, now_ns() - t);
+        if (rc != KINFER_OK) {
+            fprintf(stderr, "kinfer-bench-batching: decode: %s\n", err);
+            atomic_fetch_add(&m->errors, 1);
+            kinfer_request_clear(&p->owned);
+            complete(m, j);
+            free(p);
+            return;
+        }
+        p->req = &p->owned;
+    } else {
+        p->req = &m->prebuilt[j->payload];
+    }
+    if (kinfer_models_find(m->models, p->req->model_name) != m->model) {
+        atomic_fetch_add(&m->errors, 1);
+        kinfer_request_clear(&p->owned);
+        complete(m, j);
+        free(p);
+        return;
+    }
+    if (m->batcher == NULL) {
+        struct kinfer_infer_item item = {.request = p->req};
+        int64_t t = now_ns();
+        kinfer_model_infer(m->model, &item, 1);
+        atomic_fetch_add(&m->infer_ns, now_ns() - t);
+        answer(m, p, &item);
+        kinfer_infer_item_clear(&item);
+        kinfer_request_clear(&p->owned);
+        free(p);
+        return;
+    }
+    atomic_fetch_sub(&m->decoding, 1);
+    kinfer_batcher_submit(m->batcher, p);
+    atomic_fetch_add(&m->decoding, 1);
+}
+
+/* The worker's run_job_counted. */
+static void run_job_counted(void *job, void *arg)
+{
+    struct mode *m = arg;
+    atomic_fetch_add(&m->decoding, 1);
+    run_job(m, job);
+    atomic_fetch_sub(&m->decoding, 1);
+}
+
+/* The worker's more_work. */
+static int more_work(void *arg)
+{
+    struct mode *m = arg;
+    return atomic_load(&m->decoding) > 0 || kinfer_pool_queued(m->pool) > 0;
+}
+
+/* ------------------------------------------------------------- load */
+
+struct result {
+    double offered, achieved; /* requests/s */
+    double p50_ms, p99_ms, max_ms;
+    double batch;             /* mean requests per infer call */
+    double codec_us, infer_us; /* per request */
+    size_t n, errors;
+    int ok;
+};
+
+struct bench {
+    size_t threads, max_in_flight;
+    long step_ms, warmup_ms;
+    double budget_ms;
+};
+
+/* Offer rate requests/s for duration_ms, open loop: request i is due at
+ * t0 + i/rate whether or not earlier ones have finished. */
+static struct result run_step(const struct bench *b, struct mode *m,
+                              double rate, long duration_ms)
+{
+    struct step s = {0};
+    s.n = (size_t)ceil(rate * (double)duration_ms / 1000.0);
+    if (s.n < 1)
+        s.n = 1;
+    s.jobs = xcalloc(s.n, sizeof *s.jobs);
+    s.lat = xcalloc(s.n, sizeof *s.lat);
+    atomic_store(&m->codec_ns, 0);
+    atomic_store(&m->infer_ns, 0);
+    atomic_store(&m->errors, 0);
+    size_t batches0 = 0, items0 = 0, batches1 = 0, items1 = 0;
+    if (m->batcher != NULL)
+        kinfer_batcher_counts(m->batcher, &batches0, &items0);
+
+    double period = (double)NS_PER_S / rate;
+    int64_t t0 = now_ns() + 1000000; /* 1 ms to get going */
+    for (size_t i = 0; i < s.n; i++) {
+        struct job *j = &s.jobs[i];
+        j->step = &s;
+        j->index = i;
+        j->payload = i % N_PAYLOADS;
+        j->sched_ns = t0 + (int64_t)llround((double)i * period);
+        if (now_ns() < j->sched_ns)
+            sleep_until_ns(j->sched_ns);
+        /* A full queue blocks here, as it holds back the worker's poll
+         * thread; the lateness still counts in the latency. */
+        if (kinfer_pool_submit(m->pool, j) != KINFER_OK) {
+            fprintf(stderr, "kinfer-bench-batching: pool closed\n");
+            abort();
+        }
+    }
+    pthread_mutex_lock(&m->mu);
+    while (s.done < s.n)
+        pthread_cond_wait(&m->cv, &m->mu);
+    pthread_mutex_unlock(&m->mu);
+
+    struct result r = {0};
+    r.n = s.n;
+    r.offered = rate;
+    int64_t span = s.last_ns - t0;
+    r.achieved = span > 0 ? (double)s.n * NS_PER_S / (double)span : 0.0;
+    qsort(s.lat, s.n, sizeof *s.lat, cmp_i64);
+    /* Nearest rank: the smallest value with at least p% at or below. */
+    size_t i50 = (size_t)ceil(0.50 * (double)s.n) - 1;
+    size_t i99 = (size_t)ceil(0.99 * (double)s.n) - 1;
+    r.p50_ms = (double)s.lat[i50] / 1e6;
+    r.p99_ms = (double)s.lat[i99] / 1e6;
+    r.max_ms = (double)s.lat[s.n - 1] / 1e6;
+    if (m->batcher != NULL) {
+        kinfer_batcher_counts(m->batcher, &batches1, &items1);
+        r.batch = batches1 > batches0 ? (double)(items1 - items0) /
+                                            (double)(batches1 - batches0)
+                                      : 0.0;
+    } else {
+        r.batch = 1.0;
+    }
+    r.codec_us = (double)atomic_load(&m->codec_ns) / 1e3 / (double)s.n;
+    r.infer_us = (double)atomic_load(&m->infer_ns) / 1e3 / (double)s.n;
+    r.errors = atomic_load(&m->errors);
+    r.ok = r.errors == 0 && r.achieved >= OK_FRACTION * rate &&
+           r.p99_ms <= b->budget_ms;
+    free(s.jobs);
+    free(s.lat);
+    return r;
+}
+
+static void print_row(const struct result *r)
+{
+    printf("%9.0f %9.0f %8.2f %8.2f %8.2f %6.1f %7.1f %7.1f  %s\n",
+           r->offered, r->achieved, r->p50_ms, r->p99_ms, r->max_ms,
+           r->batch, r->codec_us, r->infer_us,
+           r->errors ? "ERRORS" : r->ok ? "ok" : "saturated");
+    fflush(stdout);
+}
+
+/* Doubling sweep, then bisection.  Returns the highest achieved throughput
+ * of a step that met the budget (0 when none did). */
+static double sweep(const struct bench *b, struct mode *m, double start,
+                    double max_rate, int refine)
+{
+    printf("\n== %s ==\n", m->label);
+    printf("%9s %9s %8s %8s %8s %6s %7s %7s  %s\n", "offered/s",
+           "achieved", "p50 ms", "p99 ms", "max ms", "batch", "codec",
+           "infer", "");
+    (void)run_step(b, m, start, b->warmup_ms); /* fault in, warm caches */
+    double best = 0.0, lo = 0.0, hi = 0.0;
+    for (double rate = start; rate <= max_rate; rate *= 2) {
+        struct result r = run_step(b, m, rate, b->step_ms);
+        print_row(&r);
+        if (!r.ok) {
+            hi = rate;
+            break;
+        }
+        lo = rate;
+        if (r.achieved > best)
+            best = r.achieved;
+    }
+    for (int k = 0; k < refine && hi > 0.0; k++) {
+        double mid = lo > 0.0 ? (lo + hi) / 2 : hi / 2;
+        struct result r = run_step(b, m, mid, b->step_ms);
+        print_row(&r);
+        if (r.ok) {
+            lo = mid;
+            if (r.achieved > best)
+                best = r.achieved;
+        } else {
+            hi = mid;
+        }
+    }
+    return best;
+}
+
+/* ------------------------------------------------------------- setup */
+
+static char *request_json(const char *model, size_t k, int n_in,
+                          uint64_t *seed)
+{
+    struct sbuf s = {0};
+    sbuf_printf(&s, "{\"id\":\"bench-%zu\",\"model_name\":\"%s\",\"inputs\":"
+                    "[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,%d],"
+                    "\"data\":[",
+                model, k, n_in);
+    for (int i = 0; i < n_in; i++)
+        sbuf_printf(&s, "%s%.9g", i ? "," : "", (double)rng_unit(seed));
+    sbuf_printf(&s, "]}]}");
+    return s.p;
+}
+
+static int mode_init(struct mode *m, const char *label,
+                     const struct kinfer_models *ms, const char *name,
+                     int codec, int n_in, size_t threads,
+                     size_t max_in_flight)
+{
+    memset(m, 0, sizeof *m);
+    m->label = label;
+    m->models = ms;
+    m->model = kinfer_models_find(ms, name);
+    m->codec = codec;
+    atomic_init(&m->decoding, 0);
+    atomic_init(&m->codec_ns, 0);
+    atomic_init(&m->infer_ns, 0);
+    atomic_init(&m->errors, 0);
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    uint64_t seed = 0x7265717565737473ULL; /* the same inputs per mode */
+    for (size_t k = 0; k < N_PAYLOADS; k++) {
+        m->payloads[k] = request_json(name, k, n_in, &seed);
+        m->payload_len[k] = strlen(m->payloads[k]);
+        char err[256];
+        if (kinfer_request_decode(m->payloads[k], m->payload_len[k], NULL,
+                                  &m->prebuilt[k], err,
+                                  sizeof err) != KINFER_OK) {
+            fprintf(stderr, "kinfer-bench-batching: bench request: %s\n",
+                    err);
+            return -1;
+        }
+    }
+    /* As kinfer_worker_new does. */
+    const struct kinfer_model_settings *st = kinfer_model_settings(m->model);
+    if (st->max_batch_size > 1) {
+        struct kinfer_batcher_config bc = {
+            .max_batch = st->max_batch_size,
+            .preferred = st->preferred_batch_size,
+            .max_delay_us = st->max_queue_delay_us,
+        };
+        if (kinfer_batcher_new(&bc, run_batch, m, more_work, m,
+                               &m->batcher) != KINFER_OK) {
+            fprintf(stderr, "kinfer-bench-batching: bad batching "
+                            "settings\n");
+            return -1;
+        }
+    }
+    if (kinfer_pool_new(threads, max_in_flight + 64, run_job_counted, m,
+                        &m->pool) != KINFER_OK) {
+        fprintf(stderr, "kinfer-bench-batching: cannot start %zu threads\n",
+                threads);
+        return -1;
+    }
+    return 0;
+}
+
+static void mode_clear(struct mode *m)
+{
+    kinfer_pool_free(m->pool);
+    kinfer_batcher_free(m->batcher);
+    for (size_t k = 0; k < N_PAYLOADS; k++) {
+        free(m->payloads[k]);
+        kinfer_request_clear(&m->prebuilt[k]);
+    }
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
+}
+
+static void print_facts(int argc, char **argv)
+{
+    printf("command:");
+    for (int i = 0; i < argc; i++)
+        printf(" %s", argv[i]);
+    printf("\nnproc: %ld online (%ld configured)",
+           sysconf(_SC_NPROCESSORS_ONLN), sysconf(_SC_NPROCESSORS_CONF));
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *c = strchr(line, ':');
+            line[strcspn(line, "\n")] = '\0';
+            printf(", cpu:%s", c != NULL ? c + 1 : line);
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    printf("\n");
+    f = fopen("/proc/loadavg", "r");
+    if (f != NULL && fgets(line, sizeof line, f) != NULL)
+        printf("load average at start: %s", line);
+    if (f != NULL)
+        fclose(f);
+    const char *obt = getenv("OPENBLAS_NUM_THREADS");
+    printf("OPENBLAS_NUM_THREADS=%s (the model sets 1 thread per BLAS call "
+           "either way)\n",
+           obt != NULL ? obt : "(unset)");
+#ifdef __OPTIMIZE__
+    printf("build: optimised, %s\n", __VERSION__);
+#else
+    printf("build: NOT optimised (use -DCMAKE_BUILD_TYPE=Release), %s\n",
+           __VERSION__);
+#endif
+}
+
+static const struct kinfer_optdef opt_defs[] = {
+    {"threads", NULL, KINFER_OPT_INT, "2", 1, 256, "N",
+     "inference pool threads", 0},
+    {"layers", NULL, KINFER_OPT_STRING, "256,1024,1024,64", 0, 0, "LIST",
+     "features in, then out of each dense layer (relu; softmax at the end)",
+     0},
+    {"max-batch-size", NULL, KINFER_OPT_INT, "32", 2, 4096, "N",
+     "batched mode: max_batch_size", 0},
+    {"preferred-batch-size", NULL, KINFER_OPT_INT, "0", 0, 4096, "N",
+     "batched mode: preferred_batch_size (0: max)", 0},
+    {"max-queue-delay-us", NULL, KINFER_OPT_INT, "2000", 0, 10000000, "US",
+     "batched mode: max_queue_delay_us", 0},
+    {"p99-budget-ms", NULL, KINFER_OPT_INT, "50", 1, 600000, "MS",
+     "p99 latency a rate must meet to count as sustained", 0},
+    {"start-rate", NULL, KINFER_OPT_INT, "500", 1, 10000000, "R",
+     "first offered rate, requests/s (then doubled)", 0},
+    {"max-rate", NULL, KINFER_OPT_INT, "1000000", 1, 100000000, "R",
+     "stop doubling past this rate", 0},
+    {"refine", NULL, KINFER_OPT_INT, "3", 0, 20, "N",
+     "bisection steps after the doubling sweep", 0},
+    {"step-ms", NULL, KINFER_OPT_INT, "2000", 50, 600000, "MS",
+     "how long each rate is offered", 0},
+    {"warmup-ms", NULL, KINFER_OPT_INT, "300", 0, 600000, "MS",
+     "unreported warm-up at the start rate before each mode", 0},
+    {"max-in-flight", NULL, KINFER_OPT_INT, "1024", 1, 1000000, "N",
+     "pool queue capacity (less 64), as the worker's --max-in-flight", 0},
+    {"prebuilt", NULL, KINFER_OPT_FLAG, "false", 0, 0, NULL,
+     "skip JSON decode/encode (requests built once): model cost only", 0},
+    {"mode", NULL, KINFER_OPT_STRING, "both", 0, 0, "M",
+     "both, single (batch size 1) or batched", 0},
+};
+
+#define N_OPTS (sizeof opt_defs / sizeof opt_defs[0])
+
+int main(int argc, char **argv)
+{
+    char err[1024];
+    struct kinfer_opts *o = NULL;
+    if (kinfer_opts_parse(opt_defs, N_OPTS, argc, argv, NULL, &o, err,
+                          sizeof err) != KINFER_OK) {
+        fprintf(stderr, "kinfer-bench-batching: %s\n", err);
+        return 2;
+    }
+    if (kinfer_opts_help_requested(o) || kinfer_opts_version_requested(o)) {
+        kinfer_opts_print_help(
+            opt_defs, N_OPTS, "kinfer-bench-batching [OPTIONS]",
+            "Throughput and p50/p99 latency of an mlp model at batch size 1\n"
+            "versus dynamic batching, under the same open-loop load, through\n"
+            "kinfer's pool, batcher and model code (no Kafka).  Columns:\n"
+            "offered and achieved requests/s; latency from scheduled arrival\n"
+            "to encoded result; mean requests per infer call; codec and infer\n"
+            "microseconds per request (infer is wall time of the call divided\n"
+            "by its requests).  -X is not used.",
+            stdout);
+        kinfer_opts_free(o);
+        return 0;
+    }
+    struct bench b = {
+        .threads = (size_t)kinfer_opts_get_int(o, "threads"),
+        .max_in_flight = (size_t)kinfer_opts_get_int(o, "max-in-flight"),
+        .step_ms = (long)kinfer_opts_get_int(o, "step-ms"),
+        .warmup_ms = (long)kinfer_opts_get_int(o, "warmup-ms"),
+        .budget_ms = (double)kinfer_opts_get_int(o, "p99-budget-ms"),
+    };
+    const char *mode_name = kinfer_opts_get(o, "mode");
+    int run_single = strcmp(mode_name, "batched") != 0;
+    int run_batched = strcmp(mode_name, "single") != 0;
+    struct model_spec spec = {0};
+    if (kinfer_opts_kafka_count(o) > 0 ||
+        (strcmp(mode_name, "both") != 0 && !run_single) == run_batched ||
+        parse_layers(kinfer_opts_get(o, "layers"), &spec) != 0) {
+        fprintf(stderr, "kinfer-bench-batching: bad --layers, --mode or "
+                        "-X (see --help)\n");
+        kinfer_opts_free(o);
+        return 2;
+    }
+    if (strcmp(mode_name, "both") != 0 && strcmp(mode_name, "single") != 0 &&
+        strcmp(mode_name, "batched") != 0) {
+        fprintf(stderr, "kinfer-bench-batching: --mode must be both, "
+                        "single or batched\n");
+        kinfer_opts_free(o);
+        return 2;
+    }
+
+    print_facts(argc, argv);
+    size_t n_weights = 0;
+    for (int i = 0; i < spec.n_layers; i++)
+        n_weights += (size_t)spec.sizes[i + 1] * (size_t)(spec.sizes[i] + 1);
+    printf("model: mlp");
+    for (int i = 0; i <= spec.n_layers; i++)
+        printf("%s%d", i ? " -> " : " ", spec.sizes[i]);
+    printf(" (relu, softmax), %.1f MB FP32, %.2f MFLOP per request\n",
+           (double)n_weights * 4 / 1e6, (double)n_weights * 2 / 1e6);
+    printf("load: open loop, constant inter-arrival, %ld ms per rate, "
+           "%zu pool threads, one row per request, %s\n",
+           b.step_ms, b.threads,
+           kinfer_opts_get_flag(o, "prebuilt")
+               ? "requests prebuilt (no JSON)"
+               : "JSON decoded and results encoded per request");
+    printf("sustained: achieved >= %.0f%% of offered and p99 <= %.0f ms\n",
+           OK_FRACTION * 100, b.budget_ms);
+    fflush(stdout);
+
+    char dir[] = "/tmp/kinfer-bench-XXXXXX";
+    char *config = model_config(&spec);
+    struct kinfer_models *ms = NULL;
+    struct mode single, batched;
+    int have_single = 0, have_batched = 0, rc = 1;
+    if (mkdtemp(dir) == NULL) {
+        fprintf(stderr, "kinfer-bench-batching: mkdtemp: %s\n",
+                strerror(errno));
+        free(config);
+        kinfer_opts_free(o);
+        return 1;
+    }
+    if (write_model(dir, &spec) != 0 || kinfer_models_new(&ms) != KINFER_OK)
+        goto out;
+    struct kinfer_model_settings s1 = {.max_batch_size = 1};
+    struct kinfer_model_settings sb = {
+        .max_batch_size = (size_t)kinfer_opts_get_int(o, "max-batch-size"),
+        .preferred_batch_size =
+            (size_t)kinfer_opts_get_int(o, "preferred-batch-size"),
+        .max_queue_delay_us = (long)kinfer_opts_get_int(o,
+                                                        "max-queue-delay-us"),
+    };
+    /* The backend logs its OpenBLAS build and threads per call. */
+    if (kinfer_models_load(ms, "bench_single", "mlp", &s1, dir, config, err,
+                           sizeof err) != KINFER_OK ||
+        kinfer_models_load(ms, "bench_batched", "mlp", &sb, dir, config, err,
+                           sizeof err) != KINFER_OK) {
+        fprintf(stderr, "kinfer-bench-batching: %s\n", err);
+        goto out;
+    }
+    kinfer_log_set_level(KINFER_LOG_WARN);
+
+    int codec = !kinfer_opts_get_flag(o, "prebuilt");
+    char label[160];
+    snprintf(label, sizeof label,
+             "dynamic batching: max_batch_size %zu, preferred %zu, "
+             "max_queue_delay_us %ld",
+             sb.max_batch_size,
+             sb.preferred_batch_size ? sb.preferred_batch_size
+                                     : sb.max_batch_size,
+             sb.max_queue_delay_us);
+    have_single = mode_init(&single, "batch size 1 (one request per call)",
+                            ms, "bench_single", codec, spec.sizes[0],
+                            b.threads, b.max_in_flight) == 0;
+    have_batched = have_single &&
+                   mode_init(&batched, label, ms, "bench_batched", codec,
+                             spec.sizes[0], b.threads,
+                             b.max_in_flight) == 0;
+    if (!have_batched)
+        goto out;
+
+    double start = (double)kinfer_opts_get_int(o, "start-rate");
+    double max_rate = (double)kinfer_opts_get_int(o, "max-rate");
+    int refine = (int)kinfer_opts_get_int(o, "refine");
+    int64_t t_begin = now_ns();
+    double best1 = 0.0, bestb = 0.0;
+    if (run_single)
+        best1 = sweep(&b, &single, start, max_rate, refine);
+    if (run_batched)
+        bestb = sweep(&b, &batched, start, max_rate, refine);
+
+    printf("\nsummary (p99 budget %.0f ms, %.0f s of load):\n", b.budget_ms,
+           (double)(now_ns() - t_begin) / 1e9);
+    if (run_single)
+        printf("  batch size 1:     max sustained %8.0f req/s\n", best1);
+    if (run_batched)
+        printf("  dynamic batching: max sustained %8.0f req/s\n", bestb);
+    if (run_single && run_batched) {
+        if (best1 > 0.0)
+            printf("  ratio: %.2fx (target >= 3x): %s\n", bestb / best1,
+                   bestb >= 3.0 * best1 ? "MET" : "NOT MET");
+        else
+            printf("  ratio: undefined (batch size 1 sustained no rate)\n");
+    }
+    FILE *f = fopen("/proc/loadavg", "r");
+    char line[256];
+    if (f != NULL && fgets(line, sizeof line, f) != NULL)
+        printf("load average at end: %s", line);
+    if (f != NULL)
+        fclose(f);
+    rc = 0;
+
+out:
+    if (have_batched)
+        mode_clear(&batched);
+    if (have_single)
+        mode_clear(&single);
+    kinfer_models_free(ms);
+    char path[sizeof dir + 32];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+    free(config);
+    kinfer_opts_free(o);
+    return rc;
+}

@@ -78,8 +78,16 @@ static int scale_one(const struct kinfer_tensor *in, struct kinfer_tensor *out,
     case KINFER_DTYPE_FP64: {
         const double *a = in->data;
         double *b = out->data;
-        for (size_t i = 0; i < in->count; i++)
+        for (size_t i = 0; i < in->count; i++) {
             b[i] = a[i] * f;
+            if (!isfinite(b[i]) && isfinite(a[i])) {
+                kinfer_fmt(err, errsize,
+                           "input '%s': element %zu times %g overflows "
+                           "FP64",
+                           in->name, i, f);
+                return -1;
+            }
+        }
         return 0;
     }
     case KINFER_DTYPE_INT32:

@@ -312,6 +312,16 @@ size_t kinfer_tracker_in_flight(struct kinfer_tracker *t, int32_t partition)
     return n;
 }
 
+size_t kinfer_tracker_held(struct kinfer_tracker *t)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->nparts; i++)
+        n += t->parts[i].len;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
 /* True when none of parts[0..n) (every partition when n == 0) has an
  * offset in flight; untracked partitions count as drained. */
 static bool drained_locked(struct kinfer_tracker *t, const int32_t *parts,

@@ -513,20 +513,27 @@ static void pause_resume(struct kinfer_worker *w, int pause,
         rd_kafka_topic_partition_list_destroy(mine);
 }
 
+#define HELD_FACTOR 8
+
 /* Pause every assigned partition while too much is in flight, resume when
  * half has drained, so memory stays bounded whatever the backlog. */
 static void flow_control(struct kinfer_worker *w)
 {
     size_t n = atomic_load(&w->in_flight);
     size_t b = atomic_load(&w->in_flight_bytes);
-    if (!w->paused &&
-        (n >= w->cfg.max_in_flight || b >= w->cfg.max_in_flight_bytes)) {
+    /* Answered offsets queue up behind one that is stuck (a delivery being
+     * retried): bound those too, at a multiple of the in-flight limit. */
+    size_t held_max = HELD_FACTOR * w->cfg.max_in_flight;
+    if (!w->paused && (n >= w->cfg.max_in_flight ||
+                       b >= w->cfg.max_in_flight_bytes ||
+                       kinfer_tracker_held(w->tracker) >= held_max)) {
         pause_resume(w, 1, NULL);
         w->paused = 1;
         kinfer_log(KINFER_LOG_DEBUG, "paused: %zu requests, %zu bytes in "
                    "flight", n, b);
     } else if (w->paused && n <= w->cfg.max_in_flight / 2 &&
-               b <= w->cfg.max_in_flight_bytes / 2) {
+               b <= w->cfg.max_in_flight_bytes / 2 &&
+               kinfer_tracker_held(w->tracker) <= held_max / 2) {
         pause_resume(w, 0, NULL);
         w->paused = 0;
         kinfer_log(KINFER_LOG_DEBUG, "resumed");

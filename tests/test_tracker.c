@@ -627,6 +627,29 @@ static void test_random_threads(void **state)
     kinfer_tracker_free(t);
 }
 
+/* Answered offsets behind an unanswered one still take room: held counts
+ * them, in_flight does not. */
+static void test_held_counts_entries_behind_a_gap(void **state)
+{
+    (void)state;
+    struct kinfer_tracker *t = tracker();
+    uint64_t g1 = kinfer_tracker_assign(t, 1);
+    uint64_t g2 = kinfer_tracker_assign(t, 2);
+    for (int64_t o = 0; o < 5; o++)
+        add(t, 1, o);
+    add(t, 2, 7);
+    for (int64_t o = 1; o < 5; o++)
+        assert_int_equal(kinfer_tracker_complete(t, 1, g1, o), KINFER_OK);
+    assert_int_equal(kinfer_tracker_in_flight(t, -1), 2);
+    assert_int_equal(kinfer_tracker_held(t), 6);
+    assert_int_equal(kinfer_tracker_complete(t, 1, g1, 0), KINFER_OK);
+    assert_int_equal(kinfer_tracker_held(t), 1);
+    assert_int_equal(kinfer_tracker_complete(t, 2, g2, 7), KINFER_OK);
+    assert_int_equal(kinfer_tracker_held(t), 0);
+    kinfer_tracker_revoke(t, 1);
+    kinfer_tracker_free(t);
+}
+
 static void test_free_null(void **state)
 {
     (void)state;
@@ -649,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_many_partitions),
         cmocka_unit_test(test_model_single_thread),
         cmocka_unit_test(test_random_threads),
+        cmocka_unit_test(test_held_counts_entries_behind_a_gap),
         cmocka_unit_test(test_free_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

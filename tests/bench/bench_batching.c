@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -573,7 +574,7 @@ static char *request_json(const char *model, size_t k, int n_in,
     sbuf_printf(&s, "{\"id\":\"bench-%zu\",\"model_name\":\"%s\",\"inputs\":"
                     "[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,%d],"
                     "\"data\":[",
-                model, k, n_in);
+                k, model, n_in);
     for (int i = 0; i < n_in; i++)
         sbuf_printf(&s, "%s%.9g", i ? "," : "", (double)rng_unit(seed));
     sbuf_printf(&s, "]}]}");
@@ -751,17 +752,12 @@ int main(int argc, char **argv)
     int run_batched = strcmp(mode_name, "single") != 0;
     struct model_spec spec = {0};
     if (kinfer_opts_kafka_count(o) > 0 ||
-        (strcmp(mode_name, "both") != 0 && !run_single) == run_batched ||
-        parse_layers(kinfer_opts_get(o, "layers"), &spec) != 0) {
-        fprintf(stderr, "kinfer-bench-batching: bad --layers, --mode or "
-                        "-X (see --help)\n");
-        kinfer_opts_free(o);
-        return 2;
-    }
-    if (strcmp(mode_name, "both") != 0 && strcmp(mode_name, "single") != 0 &&
-        strcmp(mode_name, "batched") != 0) {
-        fprintf(stderr, "kinfer-bench-batching: --mode must be both, "
-                        "single or batched\n");
+        parse_layers(kinfer_opts_get(o, "layers"), &spec) != 0 ||
+        (strcmp(mode_name, "both") != 0 && strcmp(mode_name, "single") != 0 &&
+         strcmp(mode_name, "batched") != 0)) {
+        fprintf(stderr, "kinfer-bench-batching: bad --layers (e.g. "
+                        "256,1024,64), --mode (both, single, batched) or a "
+                        "-X property (none are used)\n");
         kinfer_opts_free(o);
         return 2;
     }
@@ -826,14 +822,15 @@ int main(int argc, char **argv)
              sb.preferred_batch_size ? sb.preferred_batch_size
                                      : sb.max_batch_size,
              sb.max_queue_delay_us);
-    have_single = mode_init(&single, "batch size 1 (one request per call)",
-                            ms, "bench_single", codec, spec.sizes[0],
-                            b.threads, b.max_in_flight) == 0;
-    have_batched = have_single &&
-                   mode_init(&batched, label, ms, "bench_batched", codec,
-                             spec.sizes[0], b.threads,
-                             b.max_in_flight) == 0;
-    if (!have_batched)
+    /* mode_init leaves a mode that mode_clear can undo, even on error. */
+    have_single = 1;
+    if (mode_init(&single, "batch size 1 (one request per call)", ms,
+                  "bench_single", codec, spec.sizes[0], b.threads,
+                  b.max_in_flight) != 0)
+        goto out;
+    have_batched = 1;
+    if (mode_init(&batched, label, ms, "bench_batched", codec,
+                  spec.sizes[0], b.threads, b.max_in_flight) != 0)
         goto out;
 
     double start = (double)kinfer_opts_get_int(o, "start-rate");

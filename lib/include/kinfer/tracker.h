@@ -65,6 +65,11 @@ size_t kinfer_tracker_collect(struct kinfer_tracker *t,
 /* Offsets in flight: for one partition, or for all when partition < 0. */
 size_t kinfer_tracker_in_flight(struct kinfer_tracker *t, int32_t partition);
 
+/* Entries held over all partitions: in flight, plus answered ones kept
+ * behind an older unanswered offset.  This, not the in-flight count, is
+ * the tracker's memory (16 bytes an entry). */
+size_t kinfer_tracker_held(struct kinfer_tracker *t);
+
 /* Block until the partitions parts[0..n) (all partitions when n == 0) have
  * nothing in flight, or timeout_ms passes.  KINFER_OK or
  * KINFER_ERR_TIMEOUT. */

@@ -951,6 +951,16 @@ static void shutdown_pipeline(struct kinfer_worker *w)
                    rd_kafka_err2str(err));
     close_consumer(w);
     log_stats(w, "stopped: ");
+    for (size_t i = 0; i < w->n_mctx; i++) {
+        size_t batches, items;
+        if (w->mctx[i].batcher == NULL)
+            continue;
+        kinfer_batcher_counts(w->mctx[i].batcher, &batches, &items);
+        kinfer_log(KINFER_LOG_INFO,
+                   "model %s: %zu requests in %zu batches (mean %.2f)",
+                   kinfer_model_name(w->mctx[i].model), items, batches,
+                   batches ? (double)items / (double)batches : 0.0);
+    }
     kinfer_log(KINFER_LOG_INFO, "shutdown took %lld ms",
                (long long)(kinfer_now_ms() - start));
 }

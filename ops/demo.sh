@@ -79,8 +79,10 @@ note() { printf '    %s\n' "$*"; }
 fail() { printf 'ops/demo.sh: error: %s\n' "$*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 
+# PATH relative to the repository when inside it, for messages.
+rel() { printf '%s\n' "${1#"$ROOT"/}"; }
 # Shows a command (on stderr: stdout may be captured), then runs it.
-show() { printf '+ %s\n' "$*" | sed "s|$BUILD/||g; s|$ROOT/||g" >&2; }
+show() { printf '+ %s\n' "$*" | sed "s|$ROOT/||g" >&2; }
 run() {
     show "$@"
     "$@"
@@ -184,7 +186,7 @@ say "dependencies and broker jars"
 run bash "$ROOT/ops/deps.sh"
 run bash "$KAFKA_SH" fetch
 
-say "build ($BUILD, RelWithDebInfo)"
+say "build ($(rel "$BUILD"), RelWithDebInfo)"
 run cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 mkdir -p "$BUILD"
 if ! run cmake --build "$BUILD" -j 2 --target kinfer-worker kinfer-produce \
@@ -208,7 +210,7 @@ stop_broker
 rm -rf "$KAFKA_DIR" "$LOGS"
 mkdir -p "$LOGS"
 BOOTSTRAP="$(run bash "$KAFKA_SH" start --dir "$KAFKA_DIR")"
-note "broker at $BOOTSTRAP (state and kafka.log in build/demo-kafka)"
+note "broker at $BOOTSTRAP (state and kafka.log in $(rel "$KAFKA_DIR"))"
 run bash "$KAFKA_SH" create-topic --dir "$KAFKA_DIR" "${TOPICS[@]}"
 
 # --- the fleet ----------------------------------------------------------------
@@ -217,12 +219,12 @@ say "starting $WORKERS worker(s) in group $GROUP"
 for ((n = 1; n <= WORKERS; n++)); do
     # Own session: a --keep fleet outlives this script and its terminal.
     args=(--brokers "$BOOTSTRAP" --group "$GROUP" --stats-interval 5)
-    show "$WORKER_BIN" "${args[@]}" ">build/demo-logs/worker-$n.log" "&"
+    show "$WORKER_BIN" "${args[@]}" ">$LOGS/worker-$n.log" "&"
     setsid "$WORKER_BIN" "${args[@]}" >"$LOGS/worker-$n.log" 2>&1 &
     WORKER_PIDS+=("$!")
     printf '%s\n' "$!" >"$LOGS/worker-$n.pid"
 done
-note "pids ${WORKER_PIDS[*]}; logs in build/demo-logs/worker-N.log"
+note "pids ${WORKER_PIDS[*]}; logs in $(rel "$LOGS")/worker-N.log"
 
 # The partitions a worker holds now, from its log: cooperative rebalancing
 # logs increments ("assigned [..]", "revoked [..]", "lost [..]").
@@ -344,7 +346,7 @@ done <<<"$dlq"
 if ((KEEP)); then
     FINISHED=1
     say "left running (--keep)"
-    note "broker $BOOTSTRAP (build/demo-kafka), workers ${WORKER_PIDS[*]}"
+    note "broker $BOOTSTRAP ($(rel "$KAFKA_DIR")), workers ${WORKER_PIDS[*]}"
     note "more load:  $PRODUCE_BIN --brokers $BOOTSTRAP --generate 1000 --await"
     if [[ "$BUILD_ROOT" == "$ROOT" ]]; then
         note "stop all:   ops/demo.sh --stop"
@@ -368,11 +370,11 @@ if [[ -d "$libs" ]] && command -v java >/dev/null 2>&1; then
         org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
         --bootstrap-server "$BOOTSTRAP" --describe --group "$GROUP" \
         2>/dev/null | awk '
-        $1 == "GROUP" { printf "    %-16s %9s %9s %9s %5s\n", $2, $3, $4,
-                               $5, $6; next }
+        $1 == "GROUP" { printf "    %-16s %9s %14s %14s %5s\n", $2, $3,
+                               $4, $5, $6; next }
         NF >= 6 && $3 ~ /^[0-9]+$/ {
-            rows[$3] = sprintf("    %-16s %9s %9s %9s %5s", $2, $3, $4,
-                               $5, $6)
+            rows[$3] = sprintf("    %-16s %9s %14s %14s %5s", $2, $3,
+                               $4, $5, $6)
             if ($3 + 1 > n) n = $3 + 1
             lag += $6
         }
@@ -388,4 +390,4 @@ fi
 say "stopping the broker"
 stop_broker
 echo
-echo "demo finished: summary in build/demo-logs/produce-summary.txt"
+echo "demo finished: summary in $(rel "$LOGS")/produce-summary.txt"

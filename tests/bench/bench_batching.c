@@ -8,9 +8,10 @@
  * exit, so the bench needs nothing but the build.  For each mode the
  * offered rate doubles from --start-rate until the mode saturates (achieved
  * below 95% of offered, or p99 over the budget), then bisects --refine
- * times between the last good and the first bad rate.  Latency is
- * completion time minus *scheduled* arrival time, so time spent queued
- * behind a slow request counts (no coordinated omission). */
+ * times between the last good and the first bad rate; the two modes take
+ * turns step by step, so load from other processes falls on both alike.
+ * Latency is completion time minus *scheduled* arrival time, so time spent
+ * queued behind a slow request counts (no coordinated omission). */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -64,11 +65,18 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
+/* CPU time of the whole process: every thread, this one included. */
+static int64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
 static void sleep_until_ns(int64_t t)
 {
     struct timespec ts = {(time_t)(t / NS_PER_S), (long)(t % NS_PER_S)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
-           EINTR)
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
 }
 
@@ -78,8 +86,8 @@ struct sbuf {
     size_t len, cap;
 };
 
-__attribute__((format(printf, 2, 3)))
-static void sbuf_printf(struct sbuf *s, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void
+sbuf_printf(struct sbuf *s, const char *fmt, ...)
 {
     for (;;) {
         va_list ap;
@@ -142,8 +150,8 @@ static int parse_layers(const char *text, struct model_spec *spec)
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno != 0 || v < 1 || v > 65536 ||
-            n > MAX_LAYERS || (*end != ',' && *end != '\0'))
+        if (end == p || errno != 0 || v < 1 || v > 65536 || n > MAX_LAYERS ||
+            (*end != ',' && *end != '\0'))
             return -1;
         spec->sizes[n++] = (int)v;
         p = *end == ',' ? end + 1 : end;
@@ -265,18 +273,18 @@ struct step;
 /* One request of a step. */
 struct job {
     struct step *step;
-    size_t index;      /* into step->lat */
-    size_t payload;    /* which of the mode's requests */
-    int64_t sched_ns;  /* when it was due to arrive */
+    size_t index;     /* into step->lat */
+    size_t payload;   /* which of the mode's requests */
+    int64_t sched_ns; /* when it was due to arrive */
 };
 
 /* One offered rate: jobs[0..n), each recording its latency. */
 struct step {
     struct job *jobs;
-    int64_t *lat;      /* ns, by job index */
+    int64_t *lat; /* ns, by job index */
     size_t n;
-    size_t done;       /* under mode->mu */
-    int64_t last_ns;   /* latest completion; under mode->mu */
+    size_t done;     /* under mode->mu */
+    int64_t last_ns; /* latest completion; under mode->mu */
 };
 
 /* One way of serving the model, with the worker's wiring: a pool whose
@@ -284,20 +292,21 @@ struct step {
  * request to the model's batcher. */
 struct mode {
     const char *label;
+    const char *tag; /* short label for progress lines */
     const struct kinfer_models *models;
     const struct kinfer_model *model;
     struct kinfer_batcher *batcher; /* NULL: one request per call */
     struct kinfer_pool *pool;
-    atomic_size_t decoding;         /* jobs between dequeue and batcher */
-    int codec;                      /* decode and encode JSON per request */
-    char *payloads[N_PAYLOADS];     /* request JSON */
+    atomic_size_t decoding;     /* jobs between dequeue and batcher */
+    int codec;                  /* decode and encode JSON per request */
+    char *payloads[N_PAYLOADS]; /* request JSON */
     size_t payload_len[N_PAYLOADS];
     struct kinfer_request prebuilt[N_PAYLOADS]; /* when !codec */
 
-    pthread_mutex_t mu;   /* step completion */
+    pthread_mutex_t mu; /* step completion */
     pthread_cond_t cv;
     /* Stage costs, summed over a step (reset between steps). */
-    atomic_llong codec_ns, infer_ns;
+    atomic_llong decode_ns, encode_ns, infer_ns;
     atomic_size_t errors;
 };
 
@@ -338,12 +347,11 @@ static void answer(struct mode *m, struct pending *p,
         char *buf = NULL;
         size_t len = 0;
         if (kinfer_result_encode(p->req->id, kinfer_model_name(m->model),
-                                 kinfer_model_version(m->model),
-                                 item->outputs, item->n_outputs, &buf,
-                                 &len) != KINFER_OK)
+                                 kinfer_model_version(m->model), item->outputs,
+                                 item->n_outputs, &buf, &len) != KINFER_OK)
             atomic_fetch_add(&m->errors, 1);
         free(buf);
-        atomic_fetch_add(&m->codec_ns, now_ns() - t);
+        atomic_fetch_add(&m->encode_ns, now_ns() - t);
     }
     complete(m, p->job);
 }
@@ -380,7 +388,7 @@ static void run_job(struct mode *m, struct job *j)
         enum kinfer_err rc = kinfer_request_decode(
             m->payloads[j->payload], m->payload_len[j->payload], NULL,
             &p->owned, err, sizeof err);
-        atomic_fetch_add(&m->codec_ns, now_ns() - t);
+        atomic_fetch_add(&m->decode_ns, now_ns() - t);
         if (rc != KINFER_OK) {
             fprintf(stderr, "kinfer-bench-batching: decode: %s\n", err);
             atomic_fetch_add(&m->errors, 1);
@@ -437,8 +445,9 @@ static int more_work(void *arg)
 struct result {
     double offered, achieved; /* requests/s */
     double p50_ms, p99_ms, max_ms;
-    double batch;             /* mean requests per infer call */
-    double codec_us, infer_us; /* per request */
+    double batch;                          /* mean requests per infer call */
+    double decode_us, encode_us, infer_us; /* per request */
+    double cpus; /* process CPU seconds per wall second */
     size_t n, errors;
     int ok;
 };
@@ -460,13 +469,15 @@ static struct result run_step(const struct bench *b, struct mode *m,
         s.n = 1;
     s.jobs = xcalloc(s.n, sizeof *s.jobs);
     s.lat = xcalloc(s.n, sizeof *s.lat);
-    atomic_store(&m->codec_ns, 0);
+    atomic_store(&m->decode_ns, 0);
+    atomic_store(&m->encode_ns, 0);
     atomic_store(&m->infer_ns, 0);
     atomic_store(&m->errors, 0);
     size_t batches0 = 0, items0 = 0, batches1 = 0, items1 = 0;
     if (m->batcher != NULL)
         kinfer_batcher_counts(m->batcher, &batches0, &items0);
 
+    int64_t cpu0 = cpu_ns();
     double period = (double)NS_PER_S / rate;
     int64_t t0 = now_ns() + 1000000; /* 1 ms to get going */
     for (size_t i = 0; i < s.n; i++) {
@@ -488,11 +499,14 @@ static struct result run_step(const struct bench *b, struct mode *m,
     while (s.done < s.n)
         pthread_cond_wait(&m->cv, &m->mu);
     pthread_mutex_unlock(&m->mu);
+    int64_t cpu1 = cpu_ns();
 
     struct result r = {0};
     r.n = s.n;
     r.offered = rate;
-    int64_t span = s.last_ns - t0;
+    /* Request i occupies [t0 + i*period, t0 + (i+1)*period) of the offered
+     * load, so a system without latency achieves exactly the rate. */
+    int64_t span = s.last_ns - t0 + (int64_t)llround(period);
     r.achieved = span > 0 ? (double)s.n * NS_PER_S / (double)span : 0.0;
     qsort(s.lat, s.n, sizeof *s.lat, cmp_i64);
     /* Nearest rank: the smallest value with at least p% at or below. */
@@ -509,7 +523,9 @@ static struct result run_step(const struct bench *b, struct mode *m,
     } else {
         r.batch = 1.0;
     }
-    r.codec_us = (double)atomic_load(&m->codec_ns) / 1e3 / (double)s.n;
+    r.decode_us = (double)atomic_load(&m->decode_ns) / 1e3 / (double)s.n;
+    r.encode_us = (double)atomic_load(&m->encode_ns) / 1e3 / (double)s.n;
+    r.cpus = span > 0 ? (double)(cpu1 - cpu0) / (double)span : 0.0;
     r.infer_us = (double)atomic_load(&m->infer_ns) / 1e3 / (double)s.n;
     r.errors = atomic_load(&m->errors);
     r.ok = r.errors == 0 && r.achieved >= OK_FRACTION * rate &&
@@ -519,61 +535,101 @@ static struct result run_step(const struct bench *b, struct mode *m,
     return r;
 }
 
-static void print_row(const struct result *r)
+static void print_header(FILE *f)
 {
-    printf("%9.0f %9.0f %8.2f %8.2f %8.2f %6.1f %7.1f %7.1f  %s\n",
-           r->offered, r->achieved, r->p50_ms, r->p99_ms, r->max_ms,
-           r->batch, r->codec_us, r->infer_us,
-           r->errors ? "ERRORS" : r->ok ? "ok" : "saturated");
-    fflush(stdout);
+    fprintf(f, "%8s %8s %7s %7s %7s %5s %5s %5s %6s %4s\n", "offered",
+            "achieved", "p50 ms", "p99 ms", "max ms", "batch", "dec", "enc",
+            "infer", "cpus");
 }
 
-/* Doubling sweep, then bisection.  Returns the highest achieved throughput
- * of a step that met the budget (0 when none did). */
-static double sweep(const struct bench *b, struct mode *m, double start,
-                    double max_rate, int refine)
+static void print_row(FILE *f, const struct result *r)
 {
-    printf("\n== %s ==\n", m->label);
-    printf("%9s %9s %8s %8s %8s %6s %7s %7s  %s\n", "offered/s",
-           "achieved", "p50 ms", "p99 ms", "max ms", "batch", "codec",
-           "infer", "");
-    (void)run_step(b, m, start, b->warmup_ms); /* fault in, warm caches */
-    double best = 0.0, lo = 0.0, hi = 0.0;
-    for (double rate = start; rate <= max_rate; rate *= 2) {
-        struct result r = run_step(b, m, rate, b->step_ms);
-        print_row(&r);
-        if (!r.ok) {
-            hi = rate;
+    fprintf(f,
+            "%8.0f %8.0f %7.2f %7.2f %7.2f %5.1f %5.0f %5.0f %6.0f %4.2f  "
+            "%s\n",
+            r->offered, r->achieved, r->p50_ms, r->p99_ms, r->max_ms, r->batch,
+            r->decode_us, r->encode_us, r->infer_us, r->cpus,
+            r->errors ? "ERRORS"
+            : r->ok   ? "ok"
+                      : "saturated");
+    fflush(f);
+}
+
+#define MAX_ROWS 64
+
+/* One mode's search for its highest sustained rate: doubling until a rate
+ * fails, then refine bisection steps between the last good and the first
+ * bad rate. */
+struct sweep {
+    struct mode *m;
+    double next;   /* rate to offer next; 0 when finished */
+    double lo, hi; /* highest good, lowest bad rate so far (0: none) */
+    int refine_left;
+    double best; /* highest achieved throughput of a good step */
+    struct result rows[MAX_ROWS];
+    size_t n_rows;
+};
+
+static void sweep_update(struct sweep *sw, const struct result *r,
+                         double max_rate)
+{
+    if (sw->n_rows < MAX_ROWS)
+        sw->rows[sw->n_rows++] = *r;
+    if (r->ok) {
+        sw->lo = r->offered;
+        if (r->achieved > sw->best)
+            sw->best = r->achieved;
+    } else {
+        sw->hi = r->offered;
+    }
+    if (sw->hi == 0.0)
+        sw->next = r->offered * 2 <= max_rate ? r->offered * 2 : 0.0;
+    else if (sw->refine_left-- > 0)
+        sw->next = sw->lo > 0.0 ? (sw->lo + sw->hi) / 2 : sw->hi / 2;
+    else
+        sw->next = 0.0;
+}
+
+/* Run the sweeps of every mode in turn, one step each per round, so that
+ * load from other processes on a shared machine falls on all modes alike
+ * rather than on whichever happened to run at that minute. */
+static void sweep_all(const struct bench *b, struct sweep *sw, size_t n,
+                      double max_rate)
+{
+    for (size_t i = 0; i < n; i++) /* fault in weights, warm caches */
+        (void)run_step(b, sw[i].m, sw[i].next, b->warmup_ms);
+    fprintf(stderr, "progress (rows as they finish; tables follow):\n");
+    for (;;) {
+        int busy = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (sw[i].next <= 0.0)
+                continue;
+            busy = 1;
+            struct result r = run_step(b, sw[i].m, sw[i].next, b->step_ms);
+            fprintf(stderr, "%-8s ", sw[i].m->tag);
+            print_row(stderr, &r);
+            sweep_update(&sw[i], &r, max_rate);
+        }
+        if (!busy)
             break;
-        }
-        lo = rate;
-        if (r.achieved > best)
-            best = r.achieved;
     }
-    for (int k = 0; k < refine && hi > 0.0; k++) {
-        double mid = lo > 0.0 ? (lo + hi) / 2 : hi / 2;
-        struct result r = run_step(b, m, mid, b->step_ms);
-        print_row(&r);
-        if (r.ok) {
-            lo = mid;
-            if (r.achieved > best)
-                best = r.achieved;
-        } else {
-            hi = mid;
-        }
+    for (size_t i = 0; i < n; i++) {
+        printf("\n== %s ==\n", sw[i].m->label);
+        print_header(stdout);
+        for (size_t k = 0; k < sw[i].n_rows; k++)
+            print_row(stdout, &sw[i].rows[k]);
     }
-    return best;
 }
 
 /* ------------------------------------------------------------- setup */
 
-static char *request_json(const char *model, size_t k, int n_in,
-                          uint64_t *seed)
+static char *request_json(const char *model, size_t k, int n_in, uint64_t *seed)
 {
     struct sbuf s = {0};
-    sbuf_printf(&s, "{\"id\":\"bench-%zu\",\"model_name\":\"%s\",\"inputs\":"
-                    "[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,%d],"
-                    "\"data\":[",
+    sbuf_printf(&s,
+                "{\"id\":\"bench-%zu\",\"model_name\":\"%s\",\"inputs\":"
+                "[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,%d],"
+                "\"data\":[",
                 k, model, n_in);
     for (int i = 0; i < n_in; i++)
         sbuf_printf(&s, "%s%.9g", i ? "," : "", (double)rng_unit(seed));
@@ -581,18 +637,19 @@ static char *request_json(const char *model, size_t k, int n_in,
     return s.p;
 }
 
-static int mode_init(struct mode *m, const char *label,
+static int mode_init(struct mode *m, const char *label, const char *tag,
                      const struct kinfer_models *ms, const char *name,
-                     int codec, int n_in, size_t threads,
-                     size_t max_in_flight)
+                     int codec, int n_in, size_t threads, size_t max_in_flight)
 {
     memset(m, 0, sizeof *m);
     m->label = label;
+    m->tag = tag;
     m->models = ms;
     m->model = kinfer_models_find(ms, name);
     m->codec = codec;
     atomic_init(&m->decoding, 0);
-    atomic_init(&m->codec_ns, 0);
+    atomic_init(&m->decode_ns, 0);
+    atomic_init(&m->encode_ns, 0);
     atomic_init(&m->infer_ns, 0);
     atomic_init(&m->errors, 0);
     pthread_mutex_init(&m->mu, NULL);
@@ -605,8 +662,7 @@ static int mode_init(struct mode *m, const char *label,
         if (kinfer_request_decode(m->payloads[k], m->payload_len[k], NULL,
                                   &m->prebuilt[k], err,
                                   sizeof err) != KINFER_OK) {
-            fprintf(stderr, "kinfer-bench-batching: bench request: %s\n",
-                    err);
+            fprintf(stderr, "kinfer-bench-batching: bench request: %s\n", err);
             return -1;
         }
     }
@@ -618,8 +674,8 @@ static int mode_init(struct mode *m, const char *label,
             .preferred = st->preferred_batch_size,
             .max_delay_us = st->max_queue_delay_us,
         };
-        if (kinfer_batcher_new(&bc, run_batch, m, more_work, m,
-                               &m->batcher) != KINFER_OK) {
+        if (kinfer_batcher_new(&bc, run_batch, m, more_work, m, &m->batcher) !=
+            KINFER_OK) {
             fprintf(stderr, "kinfer-bench-batching: bad batching "
                             "settings\n");
             return -1;
@@ -687,8 +743,7 @@ static const struct kinfer_optdef opt_defs[] = {
     {"threads", NULL, KINFER_OPT_INT, "2", 1, 256, "N",
      "inference pool threads", 0},
     {"layers", NULL, KINFER_OPT_STRING, "256,1024,1024,64", 0, 0, "LIST",
-     "features in, then out of each dense layer (relu; softmax at the end)",
-     0},
+     "features in, then out of each dense layer (relu; softmax at the end)", 0},
     {"max-batch-size", NULL, KINFER_OPT_INT, "32", 2, 4096, "N",
      "batched mode: max_batch_size", 0},
     {"preferred-batch-size", NULL, KINFER_OPT_INT, "0", 0, 4096, "N",
@@ -733,9 +788,11 @@ int main(int argc, char **argv)
             "versus dynamic batching, under the same open-loop load, through\n"
             "kinfer's pool, batcher and model code (no Kafka).  Columns:\n"
             "offered and achieved requests/s; latency from scheduled arrival\n"
-            "to encoded result; mean requests per infer call; codec and infer\n"
-            "microseconds per request (infer is wall time of the call divided\n"
-            "by its requests).  -X is not used.",
+            "to encoded result (p50, p99, max); batch: mean requests per\n"
+            "infer call; dec, enc, infer: microseconds per request spent\n"
+            "decoding the JSON request, encoding the result, and in\n"
+            "kinfer_model_infer (wall time of a call / its requests); cpus:\n"
+            "process CPU seconds per second (of nproc).  -X is not used.",
             stdout);
         kinfer_opts_free(o);
         return 0;
@@ -800,8 +857,8 @@ int main(int argc, char **argv)
         .max_batch_size = (size_t)kinfer_opts_get_int(o, "max-batch-size"),
         .preferred_batch_size =
             (size_t)kinfer_opts_get_int(o, "preferred-batch-size"),
-        .max_queue_delay_us = (long)kinfer_opts_get_int(o,
-                                                        "max-queue-delay-us"),
+        .max_queue_delay_us =
+            (long)kinfer_opts_get_int(o, "max-queue-delay-us"),
     };
     /* The backend logs its OpenBLAS build and threads per call. */
     if (kinfer_models_load(ms, "bench_single", "mlp", &s1, dir, config, err,
@@ -824,12 +881,12 @@ int main(int argc, char **argv)
              sb.max_queue_delay_us);
     /* mode_init leaves a mode that mode_clear can undo, even on error. */
     have_single = 1;
-    if (mode_init(&single, "batch size 1 (one request per call)", ms,
+    if (mode_init(&single, "batch size 1 (one request per call)", "single", ms,
                   "bench_single", codec, spec.sizes[0], b.threads,
                   b.max_in_flight) != 0)
         goto out;
     have_batched = 1;
-    if (mode_init(&batched, label, ms, "bench_batched", codec,
+    if (mode_init(&batched, label, "batched", ms, "bench_batched", codec,
                   spec.sizes[0], b.threads, b.max_in_flight) != 0)
         goto out;
 
@@ -837,11 +894,25 @@ int main(int argc, char **argv)
     double max_rate = (double)kinfer_opts_get_int(o, "max-rate");
     int refine = (int)kinfer_opts_get_int(o, "refine");
     int64_t t_begin = now_ns();
-    double best1 = 0.0, bestb = 0.0;
-    if (run_single)
-        best1 = sweep(&b, &single, start, max_rate, refine);
-    if (run_batched)
-        bestb = sweep(&b, &batched, start, max_rate, refine);
+    struct sweep sw[2];
+    size_t n_sw = 0;
+    struct sweep *sw1 = NULL, *swb = NULL;
+    memset(sw, 0, sizeof sw);
+    if (run_single) {
+        sw1 = &sw[n_sw++];
+        sw1->m = &single;
+    }
+    if (run_batched) {
+        swb = &sw[n_sw++];
+        swb->m = &batched;
+    }
+    for (size_t i = 0; i < n_sw; i++) {
+        sw[i].next = start;
+        sw[i].refine_left = refine;
+    }
+    sweep_all(&b, sw, n_sw, max_rate);
+    double best1 = sw1 != NULL ? sw1->best : 0.0;
+    double bestb = swb != NULL ? swb->best : 0.0;
 
     printf("\nsummary (p99 budget %.0f ms, %.0f s of load):\n", b.budget_ms,
            (double)(now_ns() - t_begin) / 1e9);

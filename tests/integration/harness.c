@@ -1063,3 +1063,8 @@ void it_proc_log_tail(const struct it_proc *p, int lines)
         fputc('\n', stderr);
     fprintf(stderr, "---- end of %s\n", p->label);
 }
+
+const char *it_proc_log_path(const struct it_proc *p)
+{
+    return p->log_path;
+}

@@ -196,6 +196,9 @@ int it_proc_wait_signal_ready(struct it_proc *p, int sig, int64_t timeout_ms);
 /* Describe a waitpid status ("exit 0", "signal 9") in buf; returns buf. */
 const char *it_status_str(int status, char *buf, size_t size);
 
+/* The path of the process's log file (borrowed). */
+const char *it_proc_log_path(const struct it_proc *p);
+
 /* Print the last lines lines of the process's log to stderr. */
 void it_proc_log_tail(const struct it_proc *p, int lines);
 

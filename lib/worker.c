@@ -448,12 +448,15 @@ static void run_batch(void **items, size_t n, void *arg)
     free(its);
 }
 
-/* Whether more requests may reach a batcher soon: some are queued for the
- * pool or being decoded.  When neither holds, waiting only adds latency. */
+/* Whether more requests may reach a batcher soon: some are being decoded,
+ * or queued for the pool with another thread to decode them (with one
+ * thread, the collector itself is the only one).  When neither holds,
+ * waiting only adds latency. */
 static int more_work(void *arg)
 {
     struct kinfer_worker *w = arg;
-    return atomic_load(&w->decoding) > 0 || kinfer_pool_queued(w->pool) > 0;
+    return atomic_load(&w->decoding) > 0 ||
+           (w->cfg.threads > 1 && kinfer_pool_queued(w->pool) > 0);
 }
 
 /* --------------------------------------------------------- poll thread */

@@ -127,7 +127,7 @@ int main(int argc, char **argv)
          "67108864", 1024, (long long)1 << 40, "BYTES",
          "Bytes of requests held at once; partitions pause above it", 0},
         {"max-request-bytes", "KINFER_MAX_REQUEST_BYTES", KINFER_OPT_INT,
-         "1048576", 64, (long long)1 << 30, "BYTES",
+         "1000000", 64, (long long)1 << 30, "BYTES",
          "Larger requests are rejected (error result + dead letter)", 0},
         {"model", "KINFER_MODEL", KINFER_OPT_STRING, "scale", 0, 0, "NAME",
          "Model for requests without model_name", 0},

@@ -745,6 +745,10 @@ static const struct kinfer_kafka_prop consumer_defaults[] = {
 static const struct kinfer_kafka_prop producer_defaults[] = {
     {"enable.idempotence", "true"},
     {"linger.ms", "5"},
+    /* Room for a dead-letter copy of any request under the default
+     * --max-request-bytes plus its headers, and still under the broker's
+     * default max.message.bytes (1048588). */
+    {"message.max.bytes", "1048576"},
     {"client.id", "kinfer-worker"},
 };
 
@@ -992,7 +996,9 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
     const char *outs[] = {w->cfg.output_topic, w->cfg.dlq_topic};
     for (size_t i = 0; i < 2; i++) {
         char why[256];
-        if (kinfer_kafka_warm(w->producer, outs[i], 5000, why, sizeof why))
+        if (atomic_load(&w->stop))
+            break;
+        if (kinfer_kafka_warm(w->producer, outs[i], 2000, why, sizeof why))
             kinfer_log(KINFER_LOG_WARN, "%s (results cannot be delivered "
                        "until it exists)", why);
     }

@@ -513,7 +513,7 @@ static void test_oversized(void **state)
                                            sizeof err),
                      KINFER_ERR_TOO_LARGE);
     assert_string_equal(err,
-                        "request is 2000000 bytes, over the 1048576-byte "
+                        "request is 2000000 bytes, over the 1000000-byte "
                         "limit");
     kinfer_request_clear(&req);
 

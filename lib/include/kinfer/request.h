@@ -46,13 +46,13 @@ struct kinfer_request {
 /* Caps that keep hostile input from exhausting memory.  Zero fields take
  * the defaults below. */
 struct kinfer_limits {
-    size_t max_request_bytes;   /* whole message value; default 1 MiB */
+    size_t max_request_bytes;   /* whole message value; default 1000000 */
     size_t max_elements;        /* per tensor; default 4 Mi elements */
     size_t max_inputs;          /* inputs per request; default 64 */
     size_t max_depth;           /* JSON nesting; default 32 */
 };
 
-#define KINFER_DEFAULT_MAX_REQUEST_BYTES ((size_t)1 << 20)
+#define KINFER_DEFAULT_MAX_REQUEST_BYTES ((size_t)1000000)
 #define KINFER_DEFAULT_MAX_ELEMENTS ((size_t)4 << 20)
 #define KINFER_DEFAULT_MAX_INPUTS 64
 #define KINFER_DEFAULT_MAX_DEPTH 32

@@ -558,6 +558,9 @@ static int32_t *partition_ids(const struct kinfer_worker *w,
 static void log_partitions(const char *what,
                            const rd_kafka_topic_partition_list_t *parts)
 {
+    /* Cooperative rebalances often hand out nothing new: not news. */
+    if (parts->cnt == 0)
+        return;
     char buf[512];
     size_t used = 0;
     buf[0] = '\0';

@@ -81,11 +81,33 @@ now_ms() { date +%s%3N; }
 
 # PATH relative to the repository when inside it, for messages.
 rel() { printf '%s\n' "${1#"$ROOT"/}"; }
-# Shows a command (on stderr: stdout may be captured), then runs it.
+# Shows a command (on stderr: stdout may be captured).
 show() { printf '+ %s\n' "$*" | sed "s|$ROOT/||g" >&2; }
+
+# Shows a command, then runs it in the background and waits for it: bash
+# runs a trap only once the foreground command ends, so this is what lets
+# a signal to the script stop a two-minute kinfer-produce at once.
+# `run --log FILE CMD...` sends the command's stdout and stderr to FILE,
+# `run --out FILE CMD...` only its stdout.  (A redirection around the call
+# itself would also capture what the signal traps print.)
+CHILD=""
 run() {
+    local mode="" file=""
+    if [[ "$1" == --log || "$1" == --out ]]; then
+        mode="$1" file="$2"
+        shift 2
+    fi
     show "$@"
-    "$@"
+    case "$mode" in
+    --log) "$@" >"$file" 2>&1 & ;;
+    --out) "$@" >"$file" & ;;
+    *) "$@" & ;;
+    esac
+    CHILD=$!
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
 }
 
 # --- workers ------------------------------------------------------------------
@@ -175,10 +197,27 @@ cleanup() {
     stop_broker || true
     exit "$rc"
 }
+# Passes the signal on as SIGTERM (background children ignore SIGINT;
+# kinfer-produce then stops sending and prints its summary), waits a little
+# for the command, then leaves the rest to cleanup.
+on_signal() {
+    printf '\nops/demo.sh: interrupted by SIG%s\n' "$1" >&2
+    if [[ -n "$CHILD" ]]; then
+        kill -TERM "$CHILD" 2>/dev/null || true
+        local deadline=$(($(now_ms) + 15000)) st
+        while st="$(cut -d' ' -f3 2>/dev/null <"/proc/$CHILD/stat")" &&
+            [[ "$st" != Z ]] && (($(now_ms) < deadline)); do
+            sleep 0.1
+        done
+        kill -KILL "$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+    fi
+    exit "$2"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal HUP 129' HUP
 
 # --- build and broker ---------------------------------------------------------
 
@@ -187,10 +226,13 @@ run bash "$ROOT/ops/deps.sh"
 run bash "$KAFKA_SH" fetch
 
 say "build ($(rel "$BUILD"), RelWithDebInfo)"
-run cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+run --out /dev/null \
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 mkdir -p "$BUILD"
-if ! run cmake --build "$BUILD" -j 2 --target kinfer-worker kinfer-produce \
-    >"$BUILD/demo-build.log" 2>&1; then
+note "building kinfer-worker and kinfer-produce" \
+    "(log: $(rel "$BUILD")/demo-build.log)"
+if ! run --log "$BUILD/demo-build.log" \
+    cmake --build "$BUILD" -j 2 --target kinfer-worker kinfer-produce; then
     grep -E -A3 'error|warning' "$BUILD/demo-build.log" | head -n 40 >&2 ||
         tail -n 40 "$BUILD/demo-build.log" >&2
     fail "build failed; full log in $BUILD/demo-build.log"
@@ -209,7 +251,8 @@ stop_workers
 stop_broker
 rm -rf "$KAFKA_DIR" "$LOGS"
 mkdir -p "$LOGS"
-BOOTSTRAP="$(run bash "$KAFKA_SH" start --dir "$KAFKA_DIR")"
+run --out /dev/null bash "$KAFKA_SH" start --dir "$KAFKA_DIR"
+BOOTSTRAP="$(<"$KAFKA_DIR/bootstrap")"
 note "broker at $BOOTSTRAP (state and kafka.log in $(rel "$KAFKA_DIR"))"
 run bash "$KAFKA_SH" create-topic --dir "$KAFKA_DIR" "${TOPICS[@]}"
 
@@ -278,8 +321,9 @@ done
 
 say "sending $REQUESTS synthetic requests and awaiting their results"
 rc=0
-run "$PRODUCE_BIN" --brokers "$BOOTSTRAP" --generate "$REQUESTS" --await \
-    --timeout 120 | tee "$LOGS/produce-summary.txt" || rc=$?
+run --out "$LOGS/produce-summary.txt" "$PRODUCE_BIN" --brokers "$BOOTSTRAP" \
+    --generate "$REQUESTS" --await --timeout 120 || rc=$?
+cat "$LOGS/produce-summary.txt"
 ((rc == 0)) || fail "kinfer-produce exited with status $rc"
 
 # Prints "key<TAB>partition<TAB>offset<TAB>value" for every message of a
@@ -315,8 +359,9 @@ this is not JSON
 EOF
 sed 's/^/  /' "$bad"
 rc=0
-run "$PRODUCE_BIN" --brokers "$BOOTSTRAP" --input "$bad" --await \
-    --timeout 60 | tee "$LOGS/produce-malformed.txt" || rc=$?
+run --out "$LOGS/produce-malformed.txt" "$PRODUCE_BIN" --brokers "$BOOTSTRAP" \
+    --input "$bad" --await --timeout 60 || rc=$?
+cat "$LOGS/produce-malformed.txt"
 ((rc == 0)) || fail "kinfer-produce exited with status $rc"
 
 # Dead letters are produced beside the error results, not before them:

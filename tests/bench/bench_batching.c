@@ -338,8 +338,7 @@ static void answer(struct mode *m, struct pending *p,
                    const struct kinfer_infer_item *item)
 {
     if (item->failed) {
-        atomic_fetch_add(&m->errors, 1);
-        if (atomic_load(&m->errors) == 1)
+        if (atomic_fetch_add(&m->errors, 1) == 0)
             fprintf(stderr, "kinfer-bench-batching: request failed: %s\n",
                     item->error);
     } else if (m->codec) {
@@ -763,7 +762,7 @@ static const struct kinfer_optdef opt_defs[] = {
     {"warmup-ms", NULL, KINFER_OPT_INT, "300", 0, 600000, "MS",
      "unreported warm-up at the start rate before each mode", 0},
     {"max-in-flight", NULL, KINFER_OPT_INT, "1024", 1, 1000000, "N",
-     "pool queue capacity (less 64), as the worker's --max-in-flight", 0},
+     "pool queue holds N + 64 jobs, as with the worker's --max-in-flight", 0},
     {"prebuilt", NULL, KINFER_OPT_FLAG, "false", 0, 0, NULL,
      "skip JSON decode/encode (requests built once): model cost only", 0},
     {"mode", NULL, KINFER_OPT_STRING, "both", 0, 0, "M",
@@ -781,7 +780,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "kinfer-bench-batching: %s\n", err);
         return 2;
     }
-    if (kinfer_opts_help_requested(o) || kinfer_opts_version_requested(o)) {
+    if (kinfer_opts_version_requested(o)) {
+        printf("kinfer-bench-batching %s\n", KINFER_VERSION);
+        kinfer_opts_free(o);
+        return 0;
+    }
+    if (kinfer_opts_help_requested(o)) {
         kinfer_opts_print_help(
             opt_defs, N_OPTS, "kinfer-bench-batching [OPTIONS]",
             "Throughput and p50/p99 latency of an mlp model at batch size 1\n"

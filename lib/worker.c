@@ -78,6 +78,8 @@ struct kinfer_worker {
     atomic_size_t in_flight_bytes; /* their message sizes */
     int paused;                    /* poll thread only */
     int close_abandoned;           /* consumer close timed out */
+    int assigned_once;             /* poll thread only: an assignment came */
+    int consumer_unsafe;           /* destroying it would crash (2.0.2) */
 
     atomic_ullong consumed, answered, errors, dead_letters, failures;
     int64_t last_stats_ms; /* poll thread only */
@@ -577,6 +579,7 @@ static void log_partitions(const char *what,
 static void on_assign(struct kinfer_worker *w, rd_kafka_t *rk,
                       rd_kafka_topic_partition_list_t *parts, int cooperative)
 {
+    w->assigned_once = 1;
     size_t n;
     int32_t *ids = partition_ids(w, parts, &n);
     for (size_t i = 0; i < n; i++)
@@ -913,6 +916,37 @@ static void close_consumer(struct kinfer_worker *w)
     }
 }
 
+/* librdkafka before 2.3.0 asserts (or crashes) when a cooperative-sticky
+ * consumer is destroyed after its JoinGroup response but before its first
+ * assignment (librdkafka issue 4312).  So a worker stopped that early keeps
+ * serving the consumer until the first assignment arrives; if it never
+ * does, the handle is left for process exit instead of being destroyed. */
+#define FIRST_ASSIGN_TIMEOUT_MS 10000
+#define LIBRDKAFKA_FIXED_4312 0x020300ff
+
+static void await_first_assignment(struct kinfer_worker *w)
+{
+    if (w->assigned_once || rd_kafka_version() >= LIBRDKAFKA_FIXED_4312)
+        return;
+    kinfer_log(KINFER_LOG_INFO, "waiting for the group to finish joining "
+               "before leaving it (librdkafka %s)", rd_kafka_version_str());
+    int64_t deadline = kinfer_now_ms() + FIRST_ASSIGN_TIMEOUT_MS;
+    while (!w->assigned_once && kinfer_now_ms() < deadline &&
+           !atomic_load(&w->fatal)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
+        if (m != NULL)
+            rd_kafka_message_destroy(m);
+    }
+    if (!w->assigned_once) {
+        kinfer_log(KINFER_LOG_WARN,
+                   "no group assignment within %d ms; leaving the consumer "
+                   "to process exit (destroying it would crash librdkafka "
+                   "%s)",
+                   FIRST_ASSIGN_TIMEOUT_MS, rd_kafka_version_str());
+        w->consumer_unsafe = 1;
+    }
+}
+
 /* Stop taking work, let what is in flight finish (bounded), flush, store
  * and commit, leave the group. */
 static void shutdown_pipeline(struct kinfer_worker *w)
@@ -959,7 +993,9 @@ static void shutdown_pipeline(struct kinfer_worker *w)
         err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         kinfer_log(KINFER_LOG_WARN, "final commit: %s",
                    rd_kafka_err2str(err));
-    close_consumer(w);
+    await_first_assignment(w);
+    if (!w->consumer_unsafe)
+        close_consumer(w);
     log_stats(w, "stopped: ");
     for (size_t i = 0; i < w->n_mctx; i++) {
         size_t batches, items;
@@ -1029,7 +1065,7 @@ void kinfer_worker_free(struct kinfer_worker *w)
     }
     if (w->producer != NULL)
         rd_kafka_destroy(w->producer);
-    if (w->consumer != NULL)
+    if (w->consumer != NULL && !w->consumer_unsafe)
         rd_kafka_destroy_flags(w->consumer,
                                w->close_abandoned
                                    ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE

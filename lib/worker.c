@@ -50,7 +50,6 @@ struct pending {
 /* Per loaded model: its batcher, or NULL when it runs one request per
  * call (max_batch_size 1). */
 struct model_ctx {
-    struct kinfer_worker *w;
     const struct kinfer_model *model;
     struct kinfer_batcher *batcher;
 };
@@ -779,7 +778,6 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     w->mctx = kinfer_xcalloc(w->n_mctx + 1, sizeof *w->mctx);
     for (size_t i = 0; i < w->n_mctx; i++) {
         struct model_ctx *mc = &w->mctx[i];
-        mc->w = w;
         mc->model = kinfer_models_at(models, i);
         const struct kinfer_model_settings *s =
             kinfer_model_settings(mc->model);

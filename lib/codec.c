@@ -89,10 +89,10 @@ static int echo_len(const char *s)
 /* ------------------------------------------------------------------ */
 /* Numbers and shapes as text                                         */
 
-/* The shortest "%g" text that reads back as exactly v (as a float when
+/* A short "%g" text that reads back as exactly v (as a float when
  * is_float).  %.17g (%.9g) always does; shorter ones are tried first so
  * 0.1 is sent as 0.1, not 0.10000000000000001.  For a normal number the
- * first precision that round-trips, from 15 (6), is also the shortest;
+ * short form (15 or 6 digits) is tried, then 16 or 8, then 17 or 9;
  * subnormals carry fewer digits, so they start from 1 (5e-324, not
  * 4.94065645841247e-324).  The decimal point is forced to '.' in case
  * someone calls setlocale(). */
@@ -108,6 +108,13 @@ static void fmt_real(char *buf, size_t size, double v, int is_float)
                             : strtod(buf, NULL) == v;
         if (same)
             break;
+        /* A normal number that needs more than the short form almost
+         * always needs all but the last digit or all of them (a model's
+         * outputs do): skip the precisions in between, which would each
+         * cost an snprintf and a strtod on the encoder's hot path.  The
+         * text can then be a digit longer than the shortest. */
+        if (!subnormal && prec < max - 2)
+            prec = max - 2;
     }
     for (char *p = buf; *p; p++)
         if (*p == ',')

@@ -431,7 +431,7 @@ static void run_job_counted(void *p, void *arg)
     atomic_fetch_sub(&w->decoding, 1);
 }
 
-/* Runs a batch of one model on a pool thread (the batcher's collector). */
+/* Runs a batch of one model (on a pool thread or the batcher's timer). */
 static void run_batch(void **items, size_t n, void *arg)
 {
     struct model_ctx *mc = arg;
@@ -449,15 +449,13 @@ static void run_batch(void **items, size_t n, void *arg)
     free(its);
 }
 
-/* Whether more requests may reach a batcher soon: some are being decoded,
- * or queued for the pool with another thread to decode them (with one
- * thread, the collector itself is the only one).  When neither holds,
- * waiting only adds latency. */
+/* Whether more requests may reach a batcher soon: some are being decoded
+ * or are queued for the pool.  When neither holds, holding a batch open
+ * only adds latency. */
 static int more_work(void *arg)
 {
     struct kinfer_worker *w = arg;
-    return atomic_load(&w->decoding) > 0 ||
-           (w->cfg.threads > 1 && kinfer_pool_queued(w->pool) > 0);
+    return atomic_load(&w->decoding) > 0 || kinfer_pool_queued(w->pool) > 0;
 }
 
 /* --------------------------------------------------------- poll thread */
@@ -969,6 +967,11 @@ static void shutdown_pipeline(struct kinfer_worker *w)
         atomic_store(&w->abandon, 1);
     kinfer_pool_free(w->pool);
     w->pool = NULL;
+    /* Requests still gathering in a batcher run now, so their results are
+     * in the producer before it is flushed. */
+    for (size_t i = 0; i < w->n_mctx; i++)
+        if (w->mctx[i].batcher != NULL)
+            kinfer_batcher_flush(w->mctx[i].batcher);
 
     int left = (int)(deadline - kinfer_now_ms());
     if (rd_kafka_flush(w->producer, left > 1000 ? left : 1000) !=

@@ -1,30 +1,49 @@
 #!/usr/bin/env bash
 # The one command that runs kinfer's main job end to end on this machine:
-# builds the programs, starts a throw-away broker, runs a small worker
-# fleet, sends synthetic and malformed requests, shows what came back, and
-# stops everything.  `ops/demo.sh --help` for the options.
+# builds the programs and the fastText plugin, generates small example
+# models, starts a throw-away broker and a small worker fleet, sends paced
+# and burst load, one request per model backend and malformed requests,
+# shows what came back, and stops everything.  `ops/demo.sh --help`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly KAFKA_SH="$ROOT/ops/kafka.sh"
 readonly GROUP=kinfer-demo
-readonly TOPICS=(kinfer.requests:6 kinfer.results:6 kinfer.dlq:1)
+readonly REQUEST_PARTITIONS=6
+readonly TOPICS=("kinfer.requests:$REQUEST_PARTITIONS" kinfer.results:6
+                 kinfer.dlq:1)
 readonly WORKER_STOP_DEADLINE_S=60   # the worker drains for up to 30 s
+readonly ASSIGN_DEADLINE_S=30
+# The paced run stays well below what two workers on two cores answer, so
+# its latency is service time, not time spent queued.
+readonly PACED_REQUESTS=3000
+readonly PACED_RATE=1000
+# One request per backend: model name, what serves it, who computed the
+# expected answer.
+readonly MODEL_DEMOS=(
+    "nlp|fastText plugin|fasttext predict-prob (gen_fasttext.sh)"
+    "recsys|topk backend|NumPy (gen_dense.py)"
+    "mlp|mlp backend|NumPy (gen_dense.py)")
 
 usage() {
     cat <<EOF
 usage: ops/demo.sh [--requests N] [--workers N] [--keep] [--build-root DIR]
        ops/demo.sh --stop [--build-root DIR]
 
-Builds build/ (RelWithDebInfo), starts a local broker in build/demo-kafka,
-creates kinfer.requests (6 partitions), kinfer.results (6), kinfer.dlq (1),
-starts the workers (logs in build/demo-logs/), sends N synthetic requests
-with kinfer-produce --await, shows two of them with their results, sends 3
-malformed requests and shows their error results and dead letters, then
-stops the workers (SIGTERM) and the broker.
+Builds build/ (RelWithDebInfo, with the fastText plugin), generates the
+example models into build/demo-models with ops/models/gen_dense.py and
+gen_fasttext.sh, starts a local broker in build/demo-kafka, creates
+kinfer.requests (6 partitions), kinfer.results (6), kinfer.dlq (1), starts
+the workers on those models (logs in build/demo-logs/) and waits until
+each holds its partitions.  Then, with kinfer-produce --await: $PACED_REQUESTS
+synthetic requests paced at $PACED_RATE/s (service latency), N as fast as
+possible (throughput), one request each to nlp (fastText), recsys (topk) and
+mlp, checked against the generators' answers, and 3 malformed requests
+with their error results and dead letters.  Finally stops the workers
+(SIGTERM), shows the group's committed offsets and stops the broker.
 
-  --requests N       synthetic requests to send (default 5000)
+  --requests N       synthetic requests of the burst run (default 5000)
   --workers N        kinfer-worker processes (default 2)
   --keep             leave the broker and the workers running
   --stop             stop what an earlier --keep left running
@@ -68,8 +87,12 @@ BUILD="$BUILD_ROOT/build"
 readonly BUILD
 readonly KAFKA_DIR="$BUILD/demo-kafka"
 readonly LOGS="$BUILD/demo-logs"
+readonly MODELS="$BUILD/demo-models"
 readonly WORKER_BIN="$BUILD/consumer/kinfer-worker"
 readonly PRODUCE_BIN="$BUILD/producer/kinfer-produce"
+readonly PLUGIN="$BUILD/plugins/kinfer_fasttext.so"
+readonly GEN_DENSE="$ROOT/ops/models/gen_dense.py"
+readonly GEN_FASTTEXT="$ROOT/ops/models/gen_fasttext.sh"
 
 exec </dev/null
 cd "$ROOT"
@@ -226,23 +249,21 @@ run bash "$ROOT/ops/deps.sh"
 run bash "$KAFKA_SH" fetch
 
 say "build ($(rel "$BUILD"), RelWithDebInfo)"
-run --out /dev/null \
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# Plugins on explicitly: an earlier configure of this tree may have turned
+# them off, and the nlp model needs the fastText one.
+run --out /dev/null cmake -S "$ROOT" -B "$BUILD" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKINFER_BUILD_PLUGINS=ON
 mkdir -p "$BUILD"
-note "building kinfer-worker and kinfer-produce" \
+note "building kinfer-worker, kinfer-produce and the fastText plugin" \
     "(log: $(rel "$BUILD")/demo-build.log)"
-if ! run --log "$BUILD/demo-build.log" \
-    cmake --build "$BUILD" -j 2 --target kinfer-worker kinfer-produce; then
+if ! run --log "$BUILD/demo-build.log" cmake --build "$BUILD" -j 2 \
+    --target kinfer-worker kinfer-produce kinfer_fasttext; then
     grep -E -A3 'error|warning' "$BUILD/demo-build.log" | head -n 40 >&2 ||
         tail -n 40 "$BUILD/demo-build.log" >&2
     fail "build failed; full log in $BUILD/demo-build.log"
 fi
-[[ -x "$WORKER_BIN" && -x "$PRODUCE_BIN" ]] ||
-    fail "build did not produce $WORKER_BIN and $PRODUCE_BIN"
-if "$WORKER_BIN" --help | grep -q -- '--model-repo'; then
-    note "kinfer-worker also takes --model-repo; this demo uses the" \
-        "built-in scale model"
-fi
+[[ -x "$WORKER_BIN" && -x "$PRODUCE_BIN" && -f "$PLUGIN" ]] ||
+    fail "build did not produce $WORKER_BIN, $PRODUCE_BIN and $PLUGIN"
 
 say "broker"
 # A previous --keep may have left a fleet and a broker behind; the demo
@@ -256,12 +277,32 @@ BOOTSTRAP="$(<"$KAFKA_DIR/bootstrap")"
 note "broker at $BOOTSTRAP (state and kafka.log in $(rel "$KAFKA_DIR"))"
 run bash "$KAFKA_SH" create-topic --dir "$KAFKA_DIR" "${TOPICS[@]}"
 
+# --- example models -----------------------------------------------------------
+
+# Both generators write their own training data and reference answers
+# (nothing is downloaded) and take well under a second; they run again
+# only when either script is newer than the last complete output.
+say "example models ($(rel "$MODELS"))"
+stamp="$MODELS/.complete"
+if [[ -f "$stamp" && ! "$GEN_DENSE" -nt "$stamp" &&
+    ! "$GEN_FASTTEXT" -nt "$stamp" ]]; then
+    note "up to date (generated $(date -r "$stamp" '+%F %T'))"
+else
+    rm -rf "$MODELS"
+    # /usr/bin/python3: the python3 first on PATH may lack NumPy.
+    run /usr/bin/python3 "$GEN_DENSE" "$MODELS"
+    run sh "$GEN_FASTTEXT" "$MODELS"
+    touch "$stamp"
+fi
+note "models: $(cd "$MODELS/models" && echo */ | tr -d /)"
+
 # --- the fleet ----------------------------------------------------------------
 
 say "starting $WORKERS worker(s) in group $GROUP"
 for ((n = 1; n <= WORKERS; n++)); do
     # Own session: a --keep fleet outlives this script and its terminal.
-    args=(--brokers "$BOOTSTRAP" --group "$GROUP" --stats-interval 5)
+    args=(--brokers "$BOOTSTRAP" --group "$GROUP" --stats-interval 5
+          --model-repo "$MODELS/models" --plugin "$PLUGIN")
     show "$WORKER_BIN" "${args[@]}" ">$LOGS/worker-$n.log" "&"
     setsid "$WORKER_BIN" "${args[@]}" >"$LOGS/worker-$n.log" 2>&1 &
     WORKER_PIDS+=("$!")
@@ -289,25 +330,31 @@ held_partitions() {
         }' "$1"
 }
 
-# Requests wait in the topic (the workers start from the earliest offset),
-# so this is only for a tidy picture: every worker that can get a
-# partition has one before the load starts.
-want=$((WORKERS < 6 ? WORKERS : 6))
-deadline=$(($(now_ms) + 60000))
+# Requests would wait in the topic (the workers start from the earliest
+# offset), but a worker joining while load runs moves partitions, and the
+# rebalance would count as latency.  So wait until the group has settled:
+# every worker that can get a partition holds some, and every partition
+# has an owner (cooperative rebalancing revokes first, assigns later).
+want=$((WORKERS < REQUEST_PARTITIONS ? WORKERS : REQUEST_PARTITIONS))
+deadline=$(($(now_ms) + ASSIGN_DEADLINE_S * 1000))
 while :; do
-    have=0
+    have=0 held=0
     for ((n = 1; n <= WORKERS; n++)); do
         worker_alive "${WORKER_PIDS[n - 1]}" || {
             tail -n 20 "$LOGS/worker-$n.log" >&2
             fail "worker-$n exited during start-up"
         }
-        [[ -n "$(held_partitions "$LOGS/worker-$n.log")" ]] &&
+        parts="$(held_partitions "$LOGS/worker-$n.log")"
+        if [[ -n "$parts" ]]; then
             have=$((have + 1))
+            held=$((held + $(tr ',' '\n' <<<"$parts" | grep -c .)))
+        fi
     done
-    ((have >= want)) && break
+    ((have >= want && held == REQUEST_PARTITIONS)) && break
     if (($(now_ms) > deadline)); then
-        note "only $have of $want workers have partitions after 60 s;" \
-            "going on"
+        note "warning: after ${ASSIGN_DEADLINE_S} s, $have of $want" \
+            "workers hold $held of $REQUEST_PARTITIONS partitions;" \
+            "going on (latency may include a rebalance)"
         break
     fi
     sleep 0.2
@@ -316,14 +363,30 @@ for ((n = 1; n <= WORKERS; n++)); do
     note "worker-$n holds partitions" \
         "[$(held_partitions "$LOGS/worker-$n.log")] of kinfer.requests"
 done
+note "each worker serves (from worker-1.log):"
+sed -n 's/^.* INFO  *\(model [^ ]* version [^ ]*: .*\)$/\1/p' \
+    "$LOGS/worker-1.log" | sed 's/^/      /'
 
 # --- synthetic load -----------------------------------------------------------
 
-say "sending $REQUESTS synthetic requests and awaiting their results"
+# Two runs, because one number cannot show both: a paced run below
+# capacity measures what one request costs (service latency); a burst sent
+# all at once measures throughput, and its latency is mostly queueing.
+say "load 1 of 2, paced: $PACED_REQUESTS synthetic requests at" \
+    "$PACED_RATE req/s (latency = service time)"
 rc=0
-run --out "$LOGS/produce-summary.txt" "$PRODUCE_BIN" --brokers "$BOOTSTRAP" \
+run --out "$LOGS/produce-paced.txt" "$PRODUCE_BIN" --brokers "$BOOTSTRAP" \
+    --generate "$PACED_REQUESTS" --rate "$PACED_RATE" --await \
+    --timeout 60 || rc=$?
+cat "$LOGS/produce-paced.txt"
+((rc == 0)) || fail "kinfer-produce exited with status $rc"
+
+say "load 2 of 2, burst: $REQUESTS synthetic requests as fast as possible" \
+    "(throughput; latency = mostly queueing)"
+rc=0
+run --out "$LOGS/produce-burst.txt" "$PRODUCE_BIN" --brokers "$BOOTSTRAP" \
     --generate "$REQUESTS" --await --timeout 120 || rc=$?
-cat "$LOGS/produce-summary.txt"
+cat "$LOGS/produce-burst.txt"
 ((rc == 0)) || fail "kinfer-produce exited with status $rc"
 
 # Prints "key<TAB>partition<TAB>offset<TAB>value" for every message of a
@@ -347,6 +410,124 @@ while IFS=$'\t' read -r key part off value; do
         v = $0; sub(/^[^\t]*\t[^\t]*\t[^\t]*\t/, "", v)
         printf "  %s\n", v }' <<<"$results" | clip
 done <<<"$samples"
+
+# --- one request per model backend --------------------------------------------
+
+# The first success case of each generator's expected/<model>.json, sent
+# with the id demo-<model> (also its key), and its result checked against
+# the generator's answer with the tolerance the integration tests use.
+say "one request per model backend"
+model_reqs="$LOGS/model-requests.jsonl"
+python3 - "$MODELS/expected" "$model_reqs" "${MODEL_DEMOS[@]%%|*}" <<'PY'
+import json, sys
+expected, out, models = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(out, "w") as f:
+    for m in models:
+        with open("%s/%s.json" % (expected, m)) as e:
+            case = next(c for c in json.load(e) if "error" not in c)
+        case["request"]["id"] = "demo-" + m
+        f.write(json.dumps(case["request"], separators=(",", ":")) + "\n")
+PY
+rc=0
+run --out "$LOGS/produce-models.txt" "$PRODUCE_BIN" --brokers "$BOOTSTRAP" \
+    --input "$model_reqs" --await --timeout 60 || rc=$?
+cat "$LOGS/produce-models.txt"
+((rc == 0)) || fail "kinfer-produce exited with status $rc"
+dump kinfer.results | awk -F'\t' '$1 ~ /^demo-(nlp|recsys|mlp)$/' \
+    >"$LOGS/model-results.txt"
+rc=0
+python3 - "$MODELS/expected" "$LOGS/model-results.txt" \
+    "${MODEL_DEMOS[@]}" <<'PY' || rc=$?
+import json, sys
+
+expected, results_file, demos = sys.argv[1], sys.argv[2], sys.argv[3:]
+results = {}
+with open(results_file) as f:
+    for line in f:
+        key, _part, _off, value = line.rstrip("\n").split("\t", 3)
+        results[key] = json.loads(value)
+
+ROWS, COLS = 4, 8
+
+def fmt(v, dtype):
+    if dtype == "BYTES":
+        return json.dumps(v, ensure_ascii=False)
+    if dtype in ("FP32", "FP64"):
+        return "%.6g" % v
+    return str(v)
+
+def show(t, indent):
+    """One tensor: a heading, then its rows, shortened."""
+    shape, data, dtype = t["shape"], t["data"], t["datatype"]
+    print("%s%s %s %s" % (indent, t["name"], dtype,
+                          json.dumps(shape, separators=(",", ":"))))
+    indent = " " * 13
+    width = shape[-1] if len(shape) >= 2 and shape[-1] > 0 else len(data)
+    if len(shape) <= 1 and dtype == "BYTES":
+        width = 1          # one text a line
+    rows = [data[i:i + width] for i in range(0, len(data), width)] or [[]]
+    for row in rows[:ROWS]:
+        cells = [fmt(v, dtype) for v in row[:COLS]]
+        more = " ... (%d more)" % (len(row) - COLS) if len(row) > COLS else ""
+        print("%s  %s%s" % (indent, ", ".join(cells), more))
+    if len(rows) > ROWS:
+        print("%s  ... (%d more rows)" % (indent, len(rows) - ROWS))
+
+def close(got, want, dtype):
+    if dtype in ("FP32", "FP64"):
+        return abs(got - want) <= 1e-5 + 1e-4 * abs(want)
+    return got == want
+
+def check(result, case):
+    if "error" in result:
+        return "error result: " + result["error"]
+    outs = {o["name"]: o for o in result.get("outputs", [])}
+    for w in case["outputs"]:
+        g = outs.get(w["name"])
+        if g is None:
+            return "output %s missing" % w["name"]
+        if g["datatype"] != w["datatype"] or g["shape"] != w["shape"]:
+            return "output %s is %s %s, want %s %s" % (
+                w["name"], g["datatype"], g["shape"], w["datatype"],
+                w["shape"])
+        if len(g["data"]) != len(w["data"]) or not all(
+                close(a, b, w["datatype"])
+                for a, b in zip(g["data"], w["data"])):
+            return "output %s has other values" % w["name"]
+    return None
+
+bad = 0
+for demo in demos:
+    model, served_by, reference = demo.split("|")
+    with open("%s/%s.json" % (expected, model)) as e:
+        case = next(c for c in json.load(e) if "error" not in c)
+    req, key = case["request"], "demo-" + model
+    print("\n--- %s (%s): request %s, case %s of expected/%s.json" % (
+        model, served_by, key, json.dumps(case.get("name", req["id"])),
+        model))
+    if req.get("parameters"):
+        print("  request  parameters %s" % json.dumps(req["parameters"]))
+    for t in req["inputs"]:
+        show(t, "  request  input ")
+    result = results.get(key)
+    if result is None:
+        print("  result   none on kinfer.results")
+        bad += 1
+        continue
+    print("  result   model %s version %s" % (
+        result.get("model_name"), result.get("model_version")))
+    for t in result.get("outputs", []):
+        show(t, "  result   output ")
+    problem = check(result, case)
+    if problem:
+        bad += 1
+        print("  check    DIFFERS from the answer of %s: %s" % (
+            reference, problem))
+    else:
+        print("  check    matches the answer of %s" % reference)
+sys.exit(1 if bad else 0)
+PY
+((rc == 0)) || fail "a model result differs from its reference answer"
 
 # --- malformed requests -------------------------------------------------------
 
@@ -393,6 +574,7 @@ if ((KEEP)); then
     say "left running (--keep)"
     note "broker $BOOTSTRAP ($(rel "$KAFKA_DIR")), workers ${WORKER_PIDS[*]}"
     note "more load:  $PRODUCE_BIN --brokers $BOOTSTRAP --generate 1000 --await"
+    note "models:     $MODELS/models (requests: $MODELS/expected/*.json)"
     if [[ "$BUILD_ROOT" == "$ROOT" ]]; then
         note "stop all:   ops/demo.sh --stop"
     else
@@ -405,34 +587,16 @@ say "stopping the workers (SIGTERM)"
 stop_workers
 
 # The group's committed offsets against the end of each partition: after a
-# clean stop every partition should show LAG 0.  One JVM start (~3 s);
-# skipped when ops/kafka.sh's jar cache is somewhere else.
+# clean stop every partition should show LAG 0.  One JVM start (~1-3 s).
 say "committed offsets of group $GROUP"
-libs="${KINFER_KAFKA_HOME:-$HOME/.cache/kinfer/kafka-3.9.1}/libs"
-if [[ -d "$libs" ]] && command -v java >/dev/null 2>&1; then
-    java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx256m -cp "$libs/*" \
-        -Dlog4j.configuration="file:$ROOT/ops/kafka/log4j.properties" \
-        org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-        --bootstrap-server "$BOOTSTRAP" --describe --group "$GROUP" \
-        2>/dev/null | awk '
-        $1 == "GROUP" { printf "    %-16s %9s %14s %14s %5s\n", $2, $3,
-                               $4, $5, $6; next }
-        NF >= 6 && $3 ~ /^[0-9]+$/ {
-            rows[$3] = sprintf("    %-16s %9s %14s %14s %5s", $2, $3,
-                               $4, $5, $6)
-            if ($3 + 1 > n) n = $3 + 1
-            lag += $6
-        }
-        END {
-            for (p = 0; p < n; p++) if (p in rows) print rows[p]
-            if (n) printf "    total lag %d\n", lag
-            else print "    (no committed offsets found)"
-        }' || note "(could not describe the group)"
+if run --out "$LOGS/group-offsets.txt" bash "$KAFKA_SH" describe-group \
+    --dir "$KAFKA_DIR" "$GROUP"; then
+    sed 's/^/    /' "$LOGS/group-offsets.txt"
 else
-    note "(skipped: no Kafka jars at $libs)"
+    note "(could not describe the group)"
 fi
 
 say "stopping the broker"
 stop_broker
 echo
-echo "demo finished: summary in $(rel "$LOGS")/produce-summary.txt"
+echo "demo finished: summaries in $(rel "$LOGS")/produce-{paced,burst}.txt"

@@ -2,7 +2,8 @@
 # Runs a throw-away single-node Apache Kafka 3.9 broker (KRaft, loopback
 # only) for kinfer's integration tests and local demos: fetch the jars from
 # Maven Central, start/stop/status a broker living in one directory, and
-# create topics.  Only the bootstrap address goes to stdout; progress and
+# create topics, and show a consumer group's committed offsets.  Only the
+# bootstrap address (or describe-group's table) goes to stdout; progress and
 # errors go to stderr.  Run `ops/kafka.sh help` for the interface.
 set -euo pipefail
 
@@ -46,6 +47,11 @@ usage: ops/kafka.sh COMMAND [ARGS]
   status --dir DIR
       Exit 0 and print the bootstrap address when DIR's broker runs and
       answers, exit 1 otherwise.
+  describe-group (--dir DIR | --bootstrap HOST:PORT) GROUP
+      Print GROUP's committed offset, the log-end offset and the lag of
+      every partition it has committed to or is assigned, sorted, then the
+      total lag and the number of active members.  Exit 1 when the group
+      does not exist or the broker cannot say.
 
 Environment: KINFER_KAFKA_HOME (jar cache), KINFER_KAFKA_START_TIMEOUT
 (seconds, default 90), KINFER_KAFKA_HEAP (default 768m).
@@ -557,6 +563,71 @@ cmd_create_topic() {
     done
 }
 
+# The broker address from --bootstrap, else from --dir's bootstrap file;
+# $1 names the subcommand for the error message.
+bootstrap_of() {
+    if [[ -n "$OPT_BOOTSTRAP" ]]; then
+        printf '%s\n' "$OPT_BOOTSTRAP"
+        return 0
+    fi
+    [[ -n "$OPT_DIR" ]] || die "$1 needs --dir DIR or --bootstrap HOST:PORT"
+    cat "$OPT_DIR/bootstrap" 2>/dev/null ||
+        die "no broker address in $OPT_DIR/bootstrap (start it first)"
+}
+
+cmd_describe_group() {
+    parse_opts "$@"
+    ((${#ARGS[@]} == 1)) || die "describe-group: name one GROUP"
+    local group="${ARGS[0]}" bootstrap out
+    need java
+    need kcat
+    bootstrap="$(bootstrap_of describe-group)"
+    cmd_fetch
+    # Fail in seconds, not after the admin client's timeout.
+    answers "$bootstrap" || die "no Kafka broker answers at $bootstrap"
+    # ConsumerGroupCommand exits 0 even when it fails: it then prints
+    # "Error: ..." on stdout, which is what is checked below.  Its stderr
+    # only says "has no active members", which the member count shows.
+    out="$(java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" \
+        -Dlog4j.configuration="file:$LOG4J" \
+        org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+        --bootstrap-server "$bootstrap" --describe --group "$group" \
+        </dev/null 2>/dev/null)" ||
+        die "ConsumerGroupCommand failed for group '$group'"
+    if grep -q '^Error:' <<<"$out"; then
+        die "${out#*Error: }"
+    fi
+    if ! grep -q '^GROUP  *TOPIC  *PARTITION ' <<<"$out"; then
+        # An empty group that never committed prints no table at all.
+        [[ -z "${out//[[:space:]]/}" ]] ||
+            die "unexpected ConsumerGroupCommand output: $out"
+        echo "group $group has no committed offsets and no members"
+        return 0
+    fi
+    # Columns: GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG
+    # CONSUMER-ID HOST CLIENT-ID; "-" where there is no committed offset
+    # or no member.
+    awk '$1 != "GROUP" && NF >= 6 && $3 ~ /^[0-9]+$/' <<<"$out" |
+        sort -b -k2,2 -k3,3n | awk '
+        BEGIN {
+            printf "%-24s %9s %14s %14s %6s\n", "TOPIC", "PARTITION",
+                "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+        }
+        {
+            printf "%-24s %9s %14s %14s %6s\n", $2, $3, $4, $5, $6
+            if ($6 ~ /^[0-9]+$/) lag += $6; else unknown++
+            if (NF >= 7 && $7 != "-") members[$7] = 1
+        }
+        END {
+            for (m in members) n++
+            printf "total lag %d", lag
+            if (unknown)
+                printf " (+ %d partitions without a committed offset)",
+                    unknown
+            printf "; active members %d\n", n
+        }'
+}
+
 main() {
     (($#)) || { usage; exit 2; }
     local cmd="$1"
@@ -567,6 +638,7 @@ main() {
     stop) cmd_stop "$@" ;;
     status) cmd_status "$@" ;;
     create-topic|create-topics) cmd_create_topic "$@" ;;
+    describe-group) cmd_describe_group "$@" ;;
     help|-h|--help) usage ;;
     *) usage; exit 2 ;;
     esac

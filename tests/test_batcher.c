@@ -264,6 +264,7 @@ struct timed {
     size_t n;
     int calls;
     pthread_t ran_on;
+    struct counter ran;
 };
 
 static void timed_run(void **items, size_t n, void *arg)
@@ -274,30 +275,77 @@ static void timed_run(void **items, size_t n, void *arg)
     t->n = n;
     t->calls++;
     t->ran_on = pthread_self();
+    counter_add(&t->ran, 1);
 }
 
-/* Submit one item on this thread; the run is on this thread too (it is
- * the collector), so t is written before submit returns. */
+/* Submit one item on this thread and wait for it to run.  When more says
+ * nothing else is coming the submitting thread runs it before returning;
+ * otherwise submit returns at once and the batcher's timer runs it.
+ * Returns the time from submit to the run. */
 static int64_t submit_one(const struct kinfer_batcher_config *cfg,
                           kinfer_batch_more_cb more, struct timed *t)
 {
     struct kinfer_batcher *b = NULL;
     memset(t, 0, sizeof *t);
+    counter_init(&t->ran);
     assert_int_equal(kinfer_batcher_new(cfg, timed_run, t, more, NULL, &b),
                      KINFER_OK);
     int64_t t0 = now_us();
     kinfer_batcher_submit(b, item_of(0));
     int64_t returned = now_us();
+    bool on_submitter = more == NULL || more == more_never;
+    if (on_submitter) {
+        /* Ran before submit returned, on this thread. */
+        assert_int_equal(t->calls, 1);
+        assert_true(pthread_equal(t->ran_on, pthread_self()));
+        assert_true(t->ran_us <= returned);
+    } else {
+        if (!counter_wait(&t->ran, 1, LONG_WAIT_MS))
+            fail_msg("the pending item never ran");
+        assert_false(pthread_equal(t->ran_on, pthread_self()));
+        /* submit did not wait for the batch to fill. */
+        if (returned - t0 >= 100000)
+            fail_msg("submit blocked %lld us", (long long)(returned - t0));
+    }
     assert_int_equal(t->calls, 1);
     assert_int_equal(t->n, 1);
-    assert_true(pthread_equal(t->ran_on, pthread_self()));
-    assert_true(t->ran_us <= returned);
     size_t batches = 0, items = 0;
     kinfer_batcher_counts(b, &batches, &items);
     assert_int_equal(batches, 1);
     assert_int_equal(items, 1);
     kinfer_batcher_free(b);
+    counter_destroy(&t->ran);
     return t->ran_us - t0;
+}
+
+/* Free runs what is still pending instead of dropping it. */
+static void test_free_runs_pending(void **state)
+{
+    (void)state;
+    struct kinfer_batcher_config cfg = {
+        .max_batch = 8, .preferred = 8, .max_delay_us = 10000000};
+    struct timed t;
+    struct kinfer_batcher *b = NULL;
+    memset(&t, 0, sizeof t);
+    counter_init(&t.ran);
+    assert_int_equal(kinfer_batcher_new(&cfg, timed_run, &t, more_always,
+                                        NULL, &b),
+                     KINFER_OK);
+    kinfer_batcher_submit(b, item_of(0));
+    kinfer_batcher_submit(b, item_of(1));
+    assert_int_equal(t.calls, 0);
+    int64_t t0 = now_us();
+    kinfer_batcher_flush(b);
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.n, 2);
+    assert_true(pthread_equal(t.ran_on, pthread_self()));
+    kinfer_batcher_submit(b, item_of(2));
+    kinfer_batcher_free(b);
+    assert_int_equal(t.calls, 2);
+    assert_int_equal(t.n, 1);
+    if (now_us() - t0 >= 3000000)
+        fail_msg("flush/free waited for the delay");
+    counter_destroy(&t.ran);
 }
 
 static void test_delay_bound(void **state)
@@ -403,7 +451,9 @@ static int64_t gather(struct gather *g, const struct kinfer_batcher_config *cfg,
         fail_msg("submitters did not finish"); /* threads left running */
     for (int i = 0; i < nthreads; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
-    assert_true(counter_wait(&g->ran, nthreads, 0));
+    /* Below the preferred size the timer runs them, after the delay. */
+    if (!counter_wait(&g->ran, nthreads, LONG_WAIT_MS))
+        fail_msg("items never ran");
     kinfer_batcher_free(g->b);
     pthread_barrier_destroy(&g->start);
     pthread_mutex_destroy(&g->mu);
@@ -680,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_two_batches_at_once),
         cmocka_unit_test(test_size_bound),
         cmocka_unit_test(test_one_big_batch),
+        cmocka_unit_test(test_free_runs_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

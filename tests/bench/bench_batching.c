@@ -443,13 +443,12 @@ static void run_job_counted(void *job, void *arg)
     atomic_fetch_sub(&m->decoding, 1);
 }
 
-/* The worker's more_work: requests are being decoded, or queued with a
- * thread other than the collector to decode them. */
+/* The worker's more_work: requests are being decoded or are queued for
+ * the pool. */
 static int more_work(void *arg)
 {
     struct mode *m = arg;
-    return atomic_load(&m->decoding) > 0 ||
-           (m->threads > 1 && kinfer_pool_queued(m->pool) > 0);
+    return atomic_load(&m->decoding) > 0 || kinfer_pool_queued(m->pool) > 0;
 }
 
 /* ------------------------------------------------------------- load */

@@ -3,13 +3,13 @@
  * max_delay_us of each other run as one backend call of at most max_batch
  * requests.
  *
- * There is no scheduler thread: the first thread to submit into an empty
- * batcher becomes the collector; it waits until preferred requests are
- * pending, the oldest has waited max_delay_us, or the more_cb says nothing
- * else is coming (so a lone request on an idle worker is not held back),
- * then takes the batch and runs it on its own thread.  Others submit and
- * return at once.  Several batches of one model can run at the same time
- * on different threads.
+ * Submitting threads run a batch themselves as soon as it is worth
+ * running: when preferred requests are pending, or when more_cb says
+ * nothing else is on its way (so a lone request on an idle worker is not
+ * held back).  Otherwise they return at once and keep decoding; a timer
+ * thread of the batcher runs the oldest requests when max_delay_us has
+ * passed since the oldest arrived.  Several batches of one model can run
+ * at the same time on different threads.
  *
  * Threads: submit from any thread; free when no submit can run.
  */
@@ -42,16 +42,21 @@ enum kinfer_err kinfer_batcher_new(const struct kinfer_batcher_config *cfg,
                                    struct kinfer_batcher **out)
     __attribute__((warn_unused_result));
 
-/* Hand item to the batcher.  When this returns, item has run or is pending
- * under a collector that will run it; the calling thread may have run
- * batches (its own item among them, and others') before returning. */
+/* Hand item to the batcher.  When this returns, item has run, or is
+ * pending and runs within max_delay_us (on the timer thread, or sooner on
+ * the thread of a later submit); the calling thread may have run batches
+ * (its own item among them, and others') before returning. */
 void kinfer_batcher_submit(struct kinfer_batcher *b, void *item);
+
+/* Run everything pending now, on the calling thread (at shutdown). */
+void kinfer_batcher_flush(struct kinfer_batcher *b);
 
 /* Batches run and items run so far (for tests and stats). */
 void kinfer_batcher_counts(struct kinfer_batcher *b, size_t *batches,
                            size_t *items);
 
-/* NULL is a no-op.  Nothing may be pending. */
+/* Runs what is still pending (on the timer thread), stops the timer and
+ * frees.  No submit may run concurrently.  NULL is a no-op. */
 void kinfer_batcher_free(struct kinfer_batcher *b);
 
 #endif

@@ -94,8 +94,9 @@ kinfer_request_param(const struct kinfer_request *req, const char *name);
  * "id", "model_name" and "model_version" are omitted when NULL.  On
  * KINFER_OK *out is a malloc'd buffer of *outlen bytes (not NUL-terminated
  * is allowed; it is in fact terminated), which the caller frees with
- * free().  Output "data" is always flat; numbers are written with the
- * fewest digits that read back exactly (as float for FP32).
+ * free().  Output "data" is always flat; numbers are written so they read
+ * back exactly (as float for FP32): the short form when it does (0.1),
+ * else at most one digit longer than the shortest exact text.
  *
  * Returns KINFER_ERR_INVALID, writing nothing, when the result cannot be
  * JSON: a NaN or infinite FP32/FP64 element, a BYTES element, name, id,

@@ -18,6 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #define IT_MAX_PROCS 32
 #define IT_ERRSTR 512
 /* How long calls that talk to the broker may block before we give up. */
@@ -1067,4 +1072,17 @@ void it_proc_log_tail(const struct it_proc *p, int lines)
 const char *it_proc_log_path(const struct it_proc *p)
 {
     return p->log_path;
+}
+
+void it_require_committed_at_end(struct it_ctx *ctx, const char *topic,
+                                 const char *group, int n)
+{
+    int64_t end[64], committed[64];
+    IT_REQUIRE(ctx, n > 0 && n <= 64, "%d partitions: 1 to 64 supported", n);
+    IT_REQUIRE(ctx, it_offsets(ctx, topic, group, n, end, committed) == 0,
+               "offsets of %s", group);
+    for (int p = 0; p < n; p++)
+        IT_REQUIRE(ctx, committed[p] == end[p],
+                   "partition %d: committed %lld, end offset %lld", p,
+                   (long long)committed[p], (long long)end[p]);
 }

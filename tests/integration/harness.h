@@ -157,6 +157,12 @@ long it_header_str(const rd_kafka_headers_t *h, const char *name, char *buf,
 int it_offsets(struct it_ctx *ctx, const char *topic, const char *group,
                int n, int64_t *end, int64_t *committed);
 
+/* Fail the test unless group's committed offset equals topic's end offset
+ * on each of its n partitions (n <= 64): every request was answered and
+ * committed. */
+void it_require_committed_at_end(struct it_ctx *ctx, const char *topic,
+                                 const char *group, int n);
+
 /* Wait until the broker reports at least min_members members in group
  * (polling DescribeConsumerGroups).  Returns the member count and sets
  * *state (may be NULL) to the group state's name ("PreparingRebalance",

@@ -414,14 +414,7 @@ static void test_malformed(void **state)
                "%zu wrong results for valid requests; first: %s",
                run->ans->wrong, run->ans->first_wrong[0]);
 
-    int64_t end[N_PARTITIONS], committed[N_PARTITIONS];
-    IT_REQUIRE(ctx, it_offsets(ctx, in, group, N_PARTITIONS, end,
-                               committed) == 0,
-               "offsets of %s", group);
-    for (int p = 0; p < N_PARTITIONS; p++)
-        IT_REQUIRE(ctx, committed[p] == end[p],
-                   "partition %d: committed %lld, end offset %lld", p,
-                   (long long)committed[p], (long long)end[p]);
+    it_require_committed_at_end(ctx, in, group, N_PARTITIONS);
 
     printf("RESULT it_malformed bad_cases=%zu valid=%zu dead_lettered=%u "
            "valid_duplicates=%zu\n",

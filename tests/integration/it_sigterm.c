@@ -71,14 +71,7 @@ static int64_t stop(struct it_ctx *ctx, struct it_proc *p)
 static void require_committed_at_end(struct it_ctx *ctx,
                                      const struct topics *t)
 {
-    int64_t end[N_PARTITIONS], committed[N_PARTITIONS];
-    IT_REQUIRE(ctx, it_offsets(ctx, t->in, t->group, N_PARTITIONS, end,
-                               committed) == 0,
-               "offsets of %s", t->group);
-    for (int p = 0; p < N_PARTITIONS; p++)
-        IT_REQUIRE(ctx, committed[p] == end[p],
-                   "partition %d: committed %lld, end offset %lld", p,
-                   (long long)committed[p], (long long)end[p]);
+    it_require_committed_at_end(ctx, t->in, t->group, N_PARTITIONS);
 }
 
 static void require_all_right(struct it_ctx *ctx, struct it_answers *ans)

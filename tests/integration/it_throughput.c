@@ -86,14 +86,7 @@ static void test_throughput(void **state)
     IT_REQUIRE(ctx, ans->foreign == 0, "%zu results with foreign keys",
                ans->foreign);
 
-    int64_t end[N_PARTITIONS], committed[N_PARTITIONS];
-    IT_REQUIRE(ctx, it_offsets(ctx, in, group, N_PARTITIONS, end,
-                               committed) == 0,
-               "offsets of %s", group);
-    for (int p = 0; p < N_PARTITIONS; p++)
-        IT_REQUIRE(ctx, committed[p] == end[p],
-                   "partition %d: committed %lld, end offset %lld", p,
-                   (long long)committed[p], (long long)end[p]);
+    it_require_committed_at_end(ctx, in, group, N_PARTITIONS);
 
     /* From the first result to the last: the rate once the group has
      * formed, without the workers' start-up and rebalances. */

@@ -40,9 +40,8 @@ static const char intro[] =
  * defines a model of that name. */
 static enum kinfer_err load_models(struct kinfer_models *models,
                                    struct kinfer_plugins *plugins,
-                                   const char *plugin_list,
-                                   const char *repo, char *err,
-                                   size_t errsize)
+                                   const char *plugin_list, const char *repo,
+                                   char *err, size_t errsize)
 {
     enum kinfer_err rc;
     if (plugin_list != NULL) {
@@ -72,8 +71,8 @@ static enum kinfer_err load_models(struct kinfer_models *models,
             return rc;
     }
     if (kinfer_models_find(models, "scale") == NULL) {
-        rc = kinfer_models_load(models, "scale", "scale", NULL, NULL, NULL,
-                                err, errsize);
+        rc = kinfer_models_load(models, "scale", "scale", NULL, NULL, NULL, err,
+                                errsize);
         if (rc != KINFER_OK)
             return rc;
     }
@@ -108,21 +107,20 @@ int main(int argc, char **argv)
     snprintf(cpus, sizeof cpus, "%ld", ncpu > 0 ? ncpu : 1);
 
     const struct kinfer_optdef defs[] = {
-        {"brokers", "KINFER_BROKERS", KINFER_OPT_STRING, "127.0.0.1:9092", 0,
-         0, "LIST", "Kafka bootstrap servers", 0},
+        {"brokers", "KINFER_BROKERS", KINFER_OPT_STRING, "127.0.0.1:9092", 0, 0,
+         "LIST", "Kafka bootstrap servers", 0},
         {"group", "KINFER_GROUP", KINFER_OPT_STRING, "kinfer", 0, 0, "ID",
          "Consumer group id (all workers of one fleet share it)", 0},
         {"input-topic", "KINFER_INPUT_TOPIC", KINFER_OPT_STRING,
          "kinfer.requests", 0, 0, "T", "Topic to read requests from", 0},
         {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING,
          "kinfer.results", 0, 0, "T", "Topic to write results to", 0},
-        {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0,
-         0, "T", "Dead-letter topic for requests that cannot be decoded", 0},
+        {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0, 0,
+         "T", "Dead-letter topic for requests that cannot be decoded", 0},
         {"threads", "KINFER_THREADS", KINFER_OPT_INT, cpus, 1, 1024, "N",
          "Inference threads (defaults to the online CPU count)", 0},
         {"max-in-flight", "KINFER_MAX_IN_FLIGHT", KINFER_OPT_INT, "1024", 1,
-         1000000, "N",
-         "Requests held at once; partitions pause above it", 0},
+         1000000, "N", "Requests held at once; partitions pause above it", 0},
         {"max-in-flight-bytes", "KINFER_MAX_IN_FLIGHT_BYTES", KINFER_OPT_INT,
          "67108864", 1024, (long long)1 << 40, "BYTES",
          "Bytes of requests held at once; partitions pause above it", 0},
@@ -132,14 +130,15 @@ int main(int argc, char **argv)
         {"model", "KINFER_MODEL", KINFER_OPT_STRING, "scale", 0, 0, "NAME",
          "Model for requests without model_name", 0},
         {"model-repo", "KINFER_MODEL_REPO", KINFER_OPT_STRING, NULL, 0, 0,
-         "DIR", "Model repository: one subdirectory with a config.json per "
-         "model", 0},
+         "DIR",
+         "Model repository: one subdirectory with a config.json per "
+         "model",
+         0},
         {"plugin", "KINFER_PLUGINS", KINFER_OPT_LIST, NULL, 0, 0, "PATH",
          "Backend plugin (.so) to load; repeatable (env: ':'-separated)", 0},
-        {"drain-timeout", "KINFER_DRAIN_TIMEOUT", KINFER_OPT_INT, "30", 0,
-         3600, "SECONDS",
-         "On shutdown or revocation, wait this long for in-flight results",
-         0},
+        {"drain-timeout", "KINFER_DRAIN_TIMEOUT", KINFER_OPT_INT, "30", 0, 3600,
+         "SECONDS",
+         "On shutdown or revocation, wait this long for in-flight results", 0},
         {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0,
          86400, "SECONDS", "Log counters this often (0: never)", 0},
         {"log-level", "KINFER_LOG_LEVEL", KINFER_OPT_STRING, "info", 0, 0,
@@ -201,8 +200,7 @@ int main(int argc, char **argv)
         .max_in_flight = (size_t)kinfer_opts_get_int(o, "max-in-flight"),
         .max_in_flight_bytes =
             (size_t)kinfer_opts_get_int(o, "max-in-flight-bytes"),
-        .drain_timeout_ms =
-            (int)kinfer_opts_get_int(o, "drain-timeout") * 1000,
+        .drain_timeout_ms = (int)kinfer_opts_get_int(o, "drain-timeout") * 1000,
         .stats_interval_ms =
             (int)kinfer_opts_get_int(o, "stats-interval") * 1000,
         .limits = {.max_request_bytes =

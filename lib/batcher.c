@@ -28,10 +28,10 @@ struct kinfer_batcher {
     pthread_t timer;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;    /* the oldest pending item changed, or closing */
-    struct slot *ring;    /* pending items, FIFO */
+    pthread_cond_t cv; /* the oldest pending item changed, or closing */
+    struct slot *ring; /* pending items, FIFO */
     size_t cap, head, count;
-    int closing;          /* free was called: the timer exits */
+    int closing; /* free was called: the timer exits */
     size_t batches, items;
 };
 
@@ -93,8 +93,7 @@ static int worth_running(struct kinfer_batcher *b)
 
 static int oldest_due(struct kinfer_batcher *b)
 {
-    return kinfer_now_us() >=
-           b->ring[b->head].arrived_us + b->cfg.max_delay_us;
+    return kinfer_now_us() >= b->ring[b->head].arrived_us + b->cfg.max_delay_us;
 }
 
 static int always(struct kinfer_batcher *b)

@@ -104,8 +104,8 @@ static void fmt_real(char *buf, size_t size, double v, int is_float)
     int max = is_float ? 9 : 17;
     for (; prec <= max; prec++) {
         snprintf(buf, size, "%.*g", prec, v);
-        int same = is_float ? strtof(buf, NULL) == (float)v
-                            : strtod(buf, NULL) == v;
+        int same =
+            is_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v;
         if (same)
             break;
         /* A normal number that needs more than the short form almost
@@ -130,8 +130,8 @@ static void fmt_shape(char *buf, size_t size, const int64_t *shape, int ndim)
     size_t n = 0;
     buf[0] = '\0';
     for (int i = 0; i < ndim && n < size; i++) {
-        int k = snprintf(buf + n, size - n, "%s%" PRId64, i ? "," : "[",
-                         shape[i]);
+        int k =
+            snprintf(buf + n, size - n, "%s%" PRId64, i ? "," : "[", shape[i]);
         if (k < 0)
             return;
         n += (size_t)k;
@@ -306,8 +306,7 @@ static enum kinfer_err read_opt_string(struct dec *d, const json_t *obj,
     if (!json_is_string(v))
         return fail(d, KINFER_ERR_INVALID, "%s: expected a string", key);
     if (has_nul(v))
-        return fail(d, KINFER_ERR_INVALID, "%s: contains a NUL character",
-                    key);
+        return fail(d, KINFER_ERR_INVALID, "%s: contains a NUL character", key);
     *out = copy_string(json_string_value(v), json_string_length(v));
     return *out == NULL ? fail_nomem(d) : KINFER_OK;
 }
@@ -329,7 +328,8 @@ static enum kinfer_err decode_params(struct dec *d, const json_t *root,
 
     const char *key;
     json_t *v;
-    json_object_foreach(params, key, v) {
+    json_object_foreach(params, key, v)
+    {
         struct kinfer_param *p = &req->params[req->n_params];
         p->name = copy_string(key, strlen(key));
         if (p->name == NULL)
@@ -352,8 +352,8 @@ static enum kinfer_err decode_params(struct dec *d, const json_t *root,
                             "parameters.%.*s: contains a NUL character",
                             echo_len(key), key);
             p->kind = KINFER_PARAM_STRING;
-            p->string = copy_string(json_string_value(v),
-                                    json_string_length(v));
+            p->string =
+                copy_string(json_string_value(v), json_string_length(v));
             if (p->string == NULL)
                 return fail_nomem(d);
             break;
@@ -455,12 +455,12 @@ static enum kinfer_err store_elem(struct kinfer_tensor *t, size_t k,
 /* Decoding state of one input, for the data walkers below. */
 struct input_ctx {
     struct dec *d;
-    size_t index;              /* position in "inputs" */
-    struct kinfer_tensor *t;   /* initialised; elements filled in order */
+    size_t index;            /* position in "inputs" */
+    struct kinfer_tensor *t; /* initialised; elements filled in order */
     const int64_t *shape;
     int ndim;
     size_t idx[KINFER_MAX_DIMS]; /* current position in nested data */
-    size_t pos;                /* next flat element */
+    size_t pos;                  /* next flat element */
 };
 
 /* Check that nested data a at level depth matches shape[depth..ndim-1],
@@ -548,8 +548,8 @@ static enum kinfer_err shape_count(struct dec *d, size_t index,
     fmt_shape(text, sizeof text, shape, ndim);
     if (overflow)
         return fail(d, KINFER_ERR_TOO_LARGE,
-                    "inputs[%zu].shape: element count of %s overflows",
-                    index, text);
+                    "inputs[%zu].shape: element count of %s overflows", index,
+                    text);
     if (n > d->lim.max_elements)
         return fail(d, KINFER_ERR_TOO_LARGE,
                     "inputs[%zu].shape: %s is %zu elements, over the "
@@ -568,8 +568,7 @@ static enum kinfer_err decode_input(struct dec *d, const json_t *in,
 
     json_t *name = json_object_get(in, "name");
     if (name == NULL)
-        return fail(d, KINFER_ERR_INVALID, "inputs[%zu].name: missing",
-                    index);
+        return fail(d, KINFER_ERR_INVALID, "inputs[%zu].name: missing", index);
     if (!json_is_string(name) || json_string_length(name) == 0)
         return fail(d, KINFER_ERR_INVALID,
                     "inputs[%zu].name: expected a non-empty string", index);
@@ -580,8 +579,8 @@ static enum kinfer_err decode_input(struct dec *d, const json_t *in,
     for (size_t j = 0; j < index; j++)
         if (strcmp(req->inputs[j].name, nm) == 0)
             return fail(d, KINFER_ERR_INVALID,
-                        "inputs[%zu].name: duplicate input name '%.*s'",
-                        index, echo_len(nm), nm);
+                        "inputs[%zu].name: duplicate input name '%.*s'", index,
+                        echo_len(nm), nm);
 
     json_t *dt = json_object_get(in, "datatype");
     if (dt == NULL)
@@ -599,8 +598,7 @@ static enum kinfer_err decode_input(struct dec *d, const json_t *in,
 
     json_t *sh = json_object_get(in, "shape");
     if (sh == NULL)
-        return fail(d, KINFER_ERR_INVALID, "inputs[%zu].shape: missing",
-                    index);
+        return fail(d, KINFER_ERR_INVALID, "inputs[%zu].shape: missing", index);
     if (!json_is_array(sh))
         return fail(d, KINFER_ERR_INVALID,
                     "inputs[%zu].shape: expected an array", index);
@@ -627,17 +625,18 @@ static enum kinfer_err decode_input(struct dec *d, const json_t *in,
 
     json_t *data = json_object_get(in, "data");
     if (data == NULL)
-        return fail(d, KINFER_ERR_INVALID, "inputs[%zu].data: missing",
-                    index);
+        return fail(d, KINFER_ERR_INVALID, "inputs[%zu].data: missing", index);
     if (!json_is_array(data))
         return fail(d, KINFER_ERR_INVALID,
                     "inputs[%zu].data: expected an array", index);
 
     /* Flat row-major or nested one level per dimension; for one dimension
      * the two are the same thing, for none the data is [value]. */
-    struct input_ctx c = {
-        .d = d, .index = index, .t = &req->inputs[index], .shape = shape,
-        .ndim = ndim};
+    struct input_ctx c = {.d = d,
+                          .index = index,
+                          .t = &req->inputs[index],
+                          .shape = shape,
+                          .ndim = ndim};
     int nested = ndim >= 2 && json_array_size(data) > 0 &&
                  json_is_array(json_array_get(data, 0));
     if (nested) {
@@ -729,10 +728,9 @@ static enum kinfer_err decode(struct dec *d, const char *buf, size_t len,
         return rc;
 
     json_error_t je;
-    json_t *root = json_loadb(buf, len,
-                              JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL |
-                                  JSON_DECODE_ANY,
-                              &je);
+    json_t *root = json_loadb(
+        buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
+        &je);
     if (root == NULL)
         return fail_json(d, &je);
     rc = decode_root(d, root, req);

@@ -22,8 +22,8 @@ static int set_all(rd_kafka_conf_t *conf, const struct kinfer_kafka_prop *p,
 {
     for (size_t i = 0; i < n; i++) {
         char why[256];
-        if (rd_kafka_conf_set(conf, p[i].name, p[i].value, why,
-                              sizeof why) != RD_KAFKA_CONF_OK) {
+        if (rd_kafka_conf_set(conf, p[i].name, p[i].value, why, sizeof why) !=
+            RD_KAFKA_CONF_OK) {
             kinfer_fmt(err, errsize, "%s%s=%s: %s", origin, p[i].name,
                        p[i].value, why);
             return -1;

@@ -99,8 +99,8 @@ void kinfer_models_free(struct kinfer_models *ms)
     free(ms);
 }
 
-static const struct kinfer_backend *
-find_backend(const struct kinfer_models *ms, const char *name)
+static const struct kinfer_backend *find_backend(const struct kinfer_models *ms,
+                                                 const char *name)
 {
     for (size_t i = 0; i < ms->n_backends; i++)
         if (strcmp(ms->backends[i]->name, name) == 0)
@@ -127,8 +127,7 @@ enum kinfer_err kinfer_models_add_backend(struct kinfer_models *ms,
         return KINFER_ERR_INVALID;
     }
     if (find_backend(ms, b->name) != NULL) {
-        kinfer_fmt(err, errsize, "backend '%s' is registered twice",
-                   b->name);
+        kinfer_fmt(err, errsize, "backend '%s' is registered twice", b->name);
         return KINFER_ERR_INVALID;
     }
     if (ms->n_backends == MAX_BACKENDS) {
@@ -198,8 +197,8 @@ enum kinfer_err kinfer_models_load(struct kinfer_models *ms, const char *name,
     enum kinfer_err rc =
         b->create(&host, dir, config_json, &handle, why, sizeof why);
     if (rc != KINFER_OK) {
-        kinfer_fmt(err, errsize, "model '%s' (backend %s): %s", name,
-                   backend, why[0] ? why : kinfer_strerror(rc));
+        kinfer_fmt(err, errsize, "model '%s' (backend %s): %s", name, backend,
+                   why[0] ? why : kinfer_strerror(rc));
         return rc == KINFER_ERR_NOMEM ? rc : KINFER_ERR_MODEL;
     }
     struct kinfer_model *m = kinfer_xcalloc(1, sizeof *m);
@@ -208,15 +207,14 @@ enum kinfer_err kinfer_models_load(struct kinfer_models *ms, const char *name,
     m->handle = handle;
     if (s != NULL)
         m->settings = *s;
-    m->settings.version =
-        kinfer_xstrdup(s && s->version ? s->version : "1");
+    m->settings.version = kinfer_xstrdup(s && s->version ? s->version : "1");
     if (m->settings.max_batch_size == 0)
         m->settings.max_batch_size = 1;
     if (m->settings.preferred_batch_size == 0 ||
         m->settings.preferred_batch_size > m->settings.max_batch_size)
         m->settings.preferred_batch_size = m->settings.max_batch_size;
-    ms->models = kinfer_xrealloc(ms->models,
-                                 (ms->n_models + 1) * sizeof *ms->models);
+    ms->models =
+        kinfer_xrealloc(ms->models, (ms->n_models + 1) * sizeof *ms->models);
     m->index = ms->n_models;
     ms->models[ms->n_models++] = m;
     update_names(ms);
@@ -294,8 +292,7 @@ static size_t describe_tensors(char *buf, size_t size, size_t used,
     return used;
 }
 
-void kinfer_model_describe(const struct kinfer_model *m, char *buf,
-                           size_t size)
+void kinfer_model_describe(const struct kinfer_model *m, char *buf, size_t size)
 {
     struct kinfer_model_io io = {0};
     if (size == 0)
@@ -336,9 +333,8 @@ void kinfer_model_infer(const struct kinfer_model *m,
         if (rc != KINFER_OK) {
             kinfer_infer_item_clear(it);
             it->failed = 1;
-            kinfer_fmt(it->error, sizeof it->error,
-                       "model '%s' failed: %s", m->name,
-                       kinfer_strerror(rc));
+            kinfer_fmt(it->error, sizeof it->error, "model '%s' failed: %s",
+                       m->name, kinfer_strerror(rc));
         } else if (!it->failed && it->outputs == NULL) {
             it->failed = 1;
             kinfer_fmt(it->error, sizeof it->error,

@@ -34,8 +34,8 @@ static void scale_destroy(void *model)
 
 /* Multiply integers with overflow detection; the factor must be an
  * integer for integer tensors. */
-static int scale_int64(const int64_t *in, int64_t *out, size_t n,
-                       int64_t f, int64_t lo, int64_t hi)
+static int scale_int64(const int64_t *in, int64_t *out, size_t n, int64_t f,
+                       int64_t lo, int64_t hi)
 {
     for (size_t i = 0; i < n; i++) {
         int64_t r;
@@ -117,8 +117,8 @@ static int scale_one(const struct kinfer_tensor *in, struct kinfer_tensor *out,
             if (i == in->count)
                 return 0;
         }
-        kinfer_fmt(err, errsize, "input '%s': result overflows %s",
-                   in->name, kinfer_dtype_name(in->dtype));
+        kinfer_fmt(err, errsize, "input '%s': result overflows %s", in->name,
+                   kinfer_dtype_name(in->dtype));
         return -1;
     default:
         kinfer_fmt(err, errsize,
@@ -136,22 +136,21 @@ static enum kinfer_err scale_infer(void *model, struct kinfer_infer_item *items,
     for (size_t k = 0; k < n; k++) {
         struct kinfer_infer_item *it = &items[k];
         const struct kinfer_request *req = it->request;
-        const struct kinfer_param *factor =
-            kinfer_request_param(req, "factor");
+        const struct kinfer_param *factor = kinfer_request_param(req, "factor");
         if (factor != NULL && factor->kind != KINFER_PARAM_NUMBER) {
             it->failed = 1;
             kinfer_fmt(it->error, sizeof it->error,
                        "parameters.factor: expected a number");
             continue;
         }
-        it->outputs = calloc(req->n_inputs ? req->n_inputs : 1,
-                             sizeof *it->outputs);
+        it->outputs =
+            calloc(req->n_inputs ? req->n_inputs : 1, sizeof *it->outputs);
         if (it->outputs == NULL)
             return KINFER_ERR_NOMEM;
         it->n_outputs = req->n_inputs;
         for (size_t i = 0; i < req->n_inputs; i++) {
-            if (scale_one(&req->inputs[i], &it->outputs[i], factor,
-                          it->error, sizeof it->error) != 0) {
+            if (scale_one(&req->inputs[i], &it->outputs[i], factor, it->error,
+                          sizeof it->error) != 0) {
                 it->failed = 1;
                 break;
             }

@@ -31,19 +31,16 @@
 enum opt_rank { RANK_UNSET, RANK_DEFAULT, RANK_FILE, RANK_ENV, RANK_FLAG };
 
 static const char *const rank_names[] = {
-    [RANK_UNSET] = "unset",
-    [RANK_DEFAULT] = "default",
-    [RANK_FILE] = "file",
-    [RANK_ENV] = "env",
-    [RANK_FLAG] = "flag",
+    [RANK_UNSET] = "unset", [RANK_DEFAULT] = "default", [RANK_FILE] = "file",
+    [RANK_ENV] = "env",     [RANK_FLAG] = "flag",
 };
 
 struct opt_value {
-    char *name;                /* copy of the definition's name */
+    char *name; /* copy of the definition's name */
     enum kinfer_opt_type type;
-    char *text;                /* resolved value, NULL when unset */
-    enum opt_rank rank;        /* where text came from */
-    long long num;             /* parsed INT, or FLAG as 1/0 */
+    char *text;         /* resolved value, NULL when unset */
+    enum opt_rank rank; /* where text came from */
+    long long num;      /* parsed INT, or FLAG as 1/0 */
 };
 
 struct kafka_prop {
@@ -63,8 +60,8 @@ struct kinfer_opts {
     int help, version;
 };
 
-static void prop_list_add(struct prop_list *l, const char *name,
-                          size_t namelen, const char *value)
+static void prop_list_add(struct prop_list *l, const char *name, size_t namelen,
+                          const char *value)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 8;
@@ -179,8 +176,8 @@ static enum kinfer_err check_value(const struct kinfer_optdef *d,
         if (parse_int(text, num) == 0 && *num >= d->min && *num <= d->max)
             return KINFER_OK;
         kinfer_fmt(err, errsize,
-                   "%s: expected an integer from %lld to %lld, got '%s'",
-                   where, d->min, d->max, text);
+                   "%s: expected an integer from %lld to %lld, got '%s'", where,
+                   d->min, d->max, text);
         return KINFER_ERR_CONFIG;
     case KINFER_OPT_FLAG:
         if (parse_bool(text, num) == 0)
@@ -190,8 +187,7 @@ static enum kinfer_err check_value(const struct kinfer_optdef *d,
                    text);
         return KINFER_ERR_CONFIG;
     }
-    kinfer_fmt(err, errsize, "%s: unknown option type %d", where,
-               (int)d->type);
+    kinfer_fmt(err, errsize, "%s: unknown option type %d", where, (int)d->type);
     return KINFER_ERR_CONFIG;
 }
 
@@ -256,8 +252,7 @@ static enum kinfer_err parse_long(struct kinfer_opts *o,
     if (d == NULL) {
         if ((len == 4 && memcmp(name, "help", 4) == 0) ||
             (len == 7 && memcmp(name, "version", 7) == 0)) {
-            kinfer_fmt(err, errsize, "--%.*s: takes no value", (int)len,
-                       name);
+            kinfer_fmt(err, errsize, "--%.*s: takes no value", (int)len, name);
             return KINFER_ERR_CONFIG;
         }
         kinfer_fmt(err, errsize, "unknown option '--%.*s' (see --help)",
@@ -281,8 +276,7 @@ static enum kinfer_err parse_long(struct kinfer_opts *o,
         kinfer_fmt(err, errsize, "%s: missing value", where);
         return KINFER_ERR_CONFIG;
     }
-    return set_value(&o->vals[idx], d, value, RANK_FLAG, where, err,
-                     errsize);
+    return set_value(&o->vals[idx], d, value, RANK_FLAG, where, err, errsize);
 }
 
 static enum kinfer_err parse_argv(struct kinfer_opts *o,
@@ -343,9 +337,8 @@ static const char *env_lookup(char *const *envp, const char *name)
 }
 
 static enum kinfer_err apply_env(struct kinfer_opts *o,
-                                 const struct kinfer_optdef *defs,
-                                 size_t ndefs, char *const *envp, char *err,
-                                 size_t errsize)
+                                 const struct kinfer_optdef *defs, size_t ndefs,
+                                 char *const *envp, char *err, size_t errsize)
 {
     for (size_t i = 0; i < ndefs; i++) {
         if (defs[i].env == NULL)
@@ -353,8 +346,8 @@ static enum kinfer_err apply_env(struct kinfer_opts *o,
         const char *text = env_lookup(envp, defs[i].env);
         if (text == NULL)
             continue;
-        enum kinfer_err rc = set_value(&o->vals[i], &defs[i], text,
-                                       RANK_ENV, defs[i].env, err, errsize);
+        enum kinfer_err rc = set_value(&o->vals[i], &defs[i], text, RANK_ENV,
+                                       defs[i].env, err, errsize);
         if (rc != KINFER_OK)
             return rc;
     }
@@ -372,12 +365,10 @@ static char *trim(char *s)
 }
 
 /* One line of the config file, without its newline. */
-static enum kinfer_err parse_line(struct kinfer_opts *o,
-                                  const struct kinfer_optdef *defs,
-                                  size_t ndefs, const char *path,
-                                  unsigned lineno, char *line,
-                                  struct prop_list *fprops, char *err,
-                                  size_t errsize)
+static enum kinfer_err
+parse_line(struct kinfer_opts *o, const struct kinfer_optdef *defs,
+           size_t ndefs, const char *path, unsigned lineno, char *line,
+           struct prop_list *fprops, char *err, size_t errsize)
 {
     char *s = trim(line);
     if (s[0] == '\0' || s[0] == '#')
@@ -392,8 +383,7 @@ static enum kinfer_err parse_line(struct kinfer_opts *o,
     char *key = trim(s);
     char *value = trim(eq + 1);
     if (value[0] == '\0') {
-        kinfer_fmt(err, errsize, "%s:%u: %s: empty value", path, lineno,
-                   key);
+        kinfer_fmt(err, errsize, "%s:%u: %s: empty value", path, lineno, key);
         return KINFER_ERR_CONFIG;
     }
     if (strchr(key, '.') != NULL) {
@@ -404,27 +394,23 @@ static enum kinfer_err parse_line(struct kinfer_opts *o,
     const struct kinfer_optdef *d =
         find_def(defs, ndefs, key, strlen(key), &idx);
     if (d == NULL) {
-        kinfer_fmt(err, errsize, "%s:%u: unknown key '%s'", path, lineno,
-                   key);
+        kinfer_fmt(err, errsize, "%s:%u: unknown key '%s'", path, lineno, key);
         return KINFER_ERR_CONFIG;
     }
     if (d->is_config_file) {
-        kinfer_fmt(err, errsize,
-                   "%s:%u: %s: not allowed in a config file", path, lineno,
-                   key);
+        kinfer_fmt(err, errsize, "%s:%u: %s: not allowed in a config file",
+                   path, lineno, key);
         return KINFER_ERR_CONFIG;
     }
     char where[OPTS_WHERE_MAX];
     kinfer_fmt(where, sizeof(where), "%s:%u: %s", path, lineno, key);
-    return set_value(&o->vals[idx], d, value, RANK_FILE, where, err,
-                     errsize);
+    return set_value(&o->vals[idx], d, value, RANK_FILE, where, err, errsize);
 }
 
 static enum kinfer_err read_file(struct kinfer_opts *o,
-                                 const struct kinfer_optdef *defs,
-                                 size_t ndefs, const char *path,
-                                 struct prop_list *fprops, char *err,
-                                 size_t errsize)
+                                 const struct kinfer_optdef *defs, size_t ndefs,
+                                 const char *path, struct prop_list *fprops,
+                                 char *err, size_t errsize)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
@@ -460,8 +446,7 @@ static enum kinfer_err read_file(struct kinfer_opts *o,
 
 static enum kinfer_err apply_defaults(struct kinfer_opts *o,
                                       const struct kinfer_optdef *defs,
-                                      size_t ndefs, char *err,
-                                      size_t errsize)
+                                      size_t ndefs, char *err, size_t errsize)
 {
     for (size_t i = 0; i < ndefs; i++) {
         if (defs[i].def == NULL || o->vals[i].rank != RANK_UNSET)
@@ -478,8 +463,7 @@ static enum kinfer_err apply_defaults(struct kinfer_opts *o,
 
 /* The config file named on the command line or in the environment. */
 static const char *config_path(const struct kinfer_opts *o,
-                               const struct kinfer_optdef *defs,
-                               size_t ndefs)
+                               const struct kinfer_optdef *defs, size_t ndefs)
 {
     for (size_t i = 0; i < ndefs; i++) {
         if (defs[i].is_config_file)
@@ -566,8 +550,7 @@ static const struct opt_value *lookup_typed(const struct kinfer_opts *o,
 {
     const struct opt_value *v = lookup(o, name);
     if (v->type != type) {
-        KINFER_ERROR("kinfer_opts: option '%s' read as the wrong type",
-                     name);
+        KINFER_ERROR("kinfer_opts: option '%s' read as the wrong type", name);
         abort();
     }
     return v;
@@ -604,8 +587,7 @@ void kinfer_opts_kafka_at(const struct kinfer_opts *o, size_t i,
                           const char **name, const char **value)
 {
     if (i >= o->kafka.n) {
-        KINFER_ERROR("kinfer_opts: kafka property %zu of %zu", i,
-                     o->kafka.n);
+        KINFER_ERROR("kinfer_opts: kafka property %zu of %zu", i, o->kafka.n);
         abort();
     }
     *name = o->kafka.v[i].name;
@@ -637,8 +619,7 @@ static void help_row(FILE *f, int col, const char *left, const char *help,
 }
 
 void kinfer_opts_print_help(const struct kinfer_optdef *defs, size_t ndefs,
-                            const char *usage_line, const char *intro,
-                            FILE *f)
+                            const char *usage_line, const char *intro, FILE *f)
 {
     static const char *const fixed[][2] = {
         {"-X name=value", "Set a librdkafka property (repeatable)"},
@@ -659,8 +640,8 @@ void kinfer_opts_print_help(const struct kinfer_optdef *defs, size_t ndefs,
         if (strlen(fixed[i][0]) > width)
             width = strlen(fixed[i][0]);
     }
-    int col = (int)width + 2 > OPTS_HELP_MIN_COL ? (int)width + 2
-                                                 : OPTS_HELP_MIN_COL;
+    int col =
+        (int)width + 2 > OPTS_HELP_MIN_COL ? (int)width + 2 : OPTS_HELP_MIN_COL;
 
     fprintf(f, "Usage: %s\n", usage_line ? usage_line : "");
     if (intro != NULL)

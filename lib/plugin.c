@@ -77,8 +77,7 @@ static enum kinfer_err check_backend(const char *path,
     return KINFER_OK;
 }
 
-enum kinfer_err kinfer_plugins_load(struct kinfer_plugins *ps,
-                                    const char *path,
+enum kinfer_err kinfer_plugins_load(struct kinfer_plugins *ps, const char *path,
                                     const struct kinfer_backend **backend,
                                     char *err, size_t errsize)
 {

@@ -21,8 +21,8 @@
 
 /* One model of the repository, between the two passes. */
 struct repo_model {
-    char *name;   /* directory name = model name */
-    char *dir;    /* repo dir + "/" + name */
+    char *name; /* directory name = model name */
+    char *dir;  /* repo dir + "/" + name */
     char *config_path;
     char *config; /* config.json text */
     char *backend;
@@ -177,8 +177,8 @@ static enum kinfer_err read_config(const char *path, char **text, char *err,
 /* An optional integer field in lo..hi; dflt when absent.  hint follows the
  * range in the message (e.g. " (max_batch_size)"). */
 static int get_int(const json_t *obj, const char *key, long lo, long hi,
-                   long dflt, const char *hint, long *out,
-                   const char *path, char *err, size_t errsize)
+                   long dflt, const char *hint, long *out, const char *path,
+                   char *err, size_t errsize)
 {
     const json_t *v = json_object_get(obj, key);
     if (v == NULL) {
@@ -188,8 +188,8 @@ static int get_int(const json_t *obj, const char *key, long lo, long hi,
     json_int_t x = json_is_integer(v) ? json_integer_value(v) : 0;
     if (!json_is_integer(v) || x < lo || x > hi) {
         kinfer_fmt(err, errsize,
-                   "%s: %s: expected an integer from %ld to %ld%s", path,
-                   key, lo, hi, hint);
+                   "%s: %s: expected an integer from %ld to %ld%s", path, key,
+                   lo, hi, hint);
         return -1;
     }
     *out = (long)x;
@@ -252,8 +252,7 @@ static enum kinfer_err check_config(struct repo_model *m, char *err,
     }
     if (!json_is_string(b) || json_string_length(b) == 0 ||
         strlen(json_string_value(b)) != json_string_length(b)) {
-        kinfer_fmt(err, errsize, "%s: backend: expected a backend name",
-                   path);
+        kinfer_fmt(err, errsize, "%s: backend: expected a backend name", path);
         goto out;
     }
     m->backend = kinfer_xstrdup(json_string_value(b));
@@ -262,8 +261,8 @@ static enum kinfer_err check_config(struct repo_model *m, char *err,
         goto out;
 
     long max_batch, delay, preferred;
-    if (get_int(root, "max_batch_size", 1, MAX_BATCH, 1, "", &max_batch,
-                path, err, errsize) != 0 ||
+    if (get_int(root, "max_batch_size", 1, MAX_BATCH, 1, "", &max_batch, path,
+                err, errsize) != 0 ||
         get_int(root, "max_queue_delay_us", 0, MAX_DELAY_US, 0, "", &delay,
                 path, err, errsize) != 0 ||
         get_int(root, "preferred_batch_size", 1, max_batch, max_batch,

@@ -34,11 +34,11 @@ struct job {
     rd_kafka_message_t *msg; /* the request; freed when the job ends */
     int32_t partition;
     int64_t offset;
-    uint64_t gen;            /* tracker generation at dispatch */
-    atomic_int pending;      /* produced messages not yet delivered */
-    atomic_int failed;       /* a delivery failed: do not mark answered */
-    char *id;                /* for a fallback error result; owned */
-    char *model_name;        /* likewise */
+    uint64_t gen;       /* tracker generation at dispatch */
+    atomic_int pending; /* produced messages not yet delivered */
+    atomic_int failed;  /* a delivery failed: do not mark answered */
+    char *id;           /* for a fallback error result; owned */
+    char *model_name;   /* likewise */
 };
 
 /* A decoded request waiting in a model's batcher. */
@@ -57,11 +57,11 @@ struct model_ctx {
 struct kinfer_worker {
     struct kinfer_worker_config cfg; /* strings borrowed from the caller */
     const struct kinfer_models *models;
-    struct model_ctx *mctx;          /* one per model, by index */
+    struct model_ctx *mctx; /* one per model, by index */
     size_t n_mctx;
-    atomic_size_t decoding;          /* jobs between dequeue and batcher */
-    rd_kafka_t *consumer; /* poll thread only */
-    rd_kafka_t *producer; /* any thread */
+    atomic_size_t decoding; /* jobs between dequeue and batcher */
+    rd_kafka_t *consumer;   /* poll thread only */
+    rd_kafka_t *producer;   /* any thread */
     struct kinfer_pool *pool;
     struct kinfer_tracker *tracker;
 
@@ -69,9 +69,9 @@ struct kinfer_worker {
     int dr_started;
     atomic_int dr_stop;
 
-    atomic_int stop;     /* kinfer_worker_stop was called */
-    atomic_int abandon;  /* shutdown deadline passed: skip queued jobs */
-    atomic_int fatal;    /* run must end with an error */
+    atomic_int stop;    /* kinfer_worker_stop was called */
+    atomic_int abandon; /* shutdown deadline passed: skip queued jobs */
+    atomic_int fatal;   /* run must end with an error */
 
     atomic_size_t in_flight;       /* jobs dispatched and not ended */
     atomic_size_t in_flight_bytes; /* their message sizes */
@@ -150,9 +150,8 @@ static rd_kafka_headers_t *copy_headers(const rd_kafka_message_t *m)
  * is full.  Returns the librdkafka error; on error the caller still owns
  * value and hdrs. */
 static rd_kafka_resp_err_t produce(struct kinfer_worker *w, const char *topic,
-                                   const struct job *j, void *value,
-                                   size_t len, int flags,
-                                   rd_kafka_headers_t *hdrs,
+                                   const struct job *j, void *value, size_t len,
+                                   int flags, rd_kafka_headers_t *hdrs,
                                    struct send_tag *tag)
 {
     const rd_kafka_message_t *m = j->msg;
@@ -189,9 +188,8 @@ static void send_result(struct job *j, enum send_kind kind, char *buf,
     tag->job = j;
     tag->kind = kind;
     rd_kafka_headers_t *hdrs = copy_headers(j->msg);
-    rd_kafka_resp_err_t err =
-        produce(w, w->cfg.output_topic, j, buf, len, RD_KAFKA_MSG_F_FREE,
-                hdrs, tag);
+    rd_kafka_resp_err_t err = produce(w, w->cfg.output_topic, j, buf, len,
+                                      RD_KAFKA_MSG_F_FREE, hdrs, tag);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
     free(buf);
@@ -283,8 +281,7 @@ static void send_dlq_stub(struct job *j, const char *why)
 
 /* Delivery reports, on the delivery-report thread (or the main thread
  * while it flushes). */
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                      void *opaque)
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     (void)opaque;
@@ -296,10 +293,16 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
 
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         switch (kind) {
-        case SEND_RESULT: atomic_fetch_add(&w->answered, 1); break;
-        case SEND_ERROR: atomic_fetch_add(&w->errors, 1); break;
+        case SEND_RESULT:
+            atomic_fetch_add(&w->answered, 1);
+            break;
+        case SEND_ERROR:
+            atomic_fetch_add(&w->errors, 1);
+            break;
         case SEND_DLQ:
-        case SEND_DLQ_STUB: atomic_fetch_add(&w->dead_letters, 1); break;
+        case SEND_DLQ_STUB:
+            atomic_fetch_add(&w->dead_letters, 1);
+            break;
         }
         job_settle(j);
         return;
@@ -328,9 +331,10 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
         send_dlq_stub(j, why);
         return;
     }
-    job_fail(j, kind == SEND_DLQ || kind == SEND_DLQ_STUB
-                    ? "delivering the dead letter"
-                    : "delivering the result",
+    job_fail(j,
+             kind == SEND_DLQ || kind == SEND_DLQ_STUB
+                 ? "delivering the dead letter"
+                 : "delivering the result",
              rd_kafka_err2str(m->err));
 }
 
@@ -378,13 +382,12 @@ static void run_job(void *p, void *arg)
 
     struct kinfer_request req;
     char err[512];
-    enum kinfer_err rc =
-        kinfer_request_decode(j->msg->payload, j->msg->len, &w->cfg.limits,
-                              &req, err, sizeof err);
+    enum kinfer_err rc = kinfer_request_decode(
+        j->msg->payload, j->msg->len, &w->cfg.limits, &req, err, sizeof err);
     if (req.id != NULL)
         j->id = kinfer_xstrdup(req.id);
-    j->model_name = kinfer_xstrdup(req.model_name ? req.model_name
-                                                  : w->cfg.default_model);
+    j->model_name =
+        kinfer_xstrdup(req.model_name ? req.model_name : w->cfg.default_model);
     if (rc != KINFER_OK) {
         kinfer_log(KINFER_LOG_DEBUG,
                    "partition %" PRId32 " offset %" PRId64 " rejected: %s",
@@ -481,8 +484,7 @@ static void store_offsets(struct kinfer_worker *w)
     }
     if (list->cnt > 0) {
         rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->consumer, list);
-        for (int i = 0; err != RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt;
-             i++)
+        for (int i = 0; err != RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; i++)
             if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
                 kinfer_log(KINFER_LOG_DEBUG,
                            "storing offset %" PRId64 " of partition %" PRId32
@@ -526,13 +528,15 @@ static void flow_control(struct kinfer_worker *w)
     /* Answered offsets queue up behind one that is stuck (a delivery being
      * retried): bound those too, at a multiple of the in-flight limit. */
     size_t held_max = HELD_FACTOR * w->cfg.max_in_flight;
-    if (!w->paused && (n >= w->cfg.max_in_flight ||
-                       b >= w->cfg.max_in_flight_bytes ||
-                       kinfer_tracker_held(w->tracker) >= held_max)) {
+    if (!w->paused &&
+        (n >= w->cfg.max_in_flight || b >= w->cfg.max_in_flight_bytes ||
+         kinfer_tracker_held(w->tracker) >= held_max)) {
         pause_resume(w, 1, NULL);
         w->paused = 1;
-        kinfer_log(KINFER_LOG_DEBUG, "paused: %zu requests, %zu bytes in "
-                   "flight", n, b);
+        kinfer_log(KINFER_LOG_DEBUG,
+                   "paused: %zu requests, %zu bytes in "
+                   "flight",
+                   n, b);
     } else if (w->paused && n <= w->cfg.max_in_flight / 2 &&
                b <= w->cfg.max_in_flight_bytes / 2 &&
                kinfer_tracker_held(w->tracker) <= held_max / 2) {
@@ -612,8 +616,7 @@ static void on_revoke(struct kinfer_worker *w, rd_kafka_t *rk,
          * committed before another member takes them over: fewer
          * duplicates.  Other partitions keep flowing meanwhile. */
         if (kinfer_tracker_wait_drained(w->tracker, ids, n,
-                                        w->cfg.drain_timeout_ms) !=
-            KINFER_OK)
+                                        w->cfg.drain_timeout_ms) != KINFER_OK)
             kinfer_log(KINFER_LOG_WARN,
                        "revoked partitions still had requests in flight "
                        "after %d ms; their new owner answers them again",
@@ -654,8 +657,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         on_revoke(w, rk, parts, cooperative);
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason,
-                     void *opaque)
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct kinfer_worker *w = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -796,8 +798,8 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
 
     char why[512];
     rd_kafka_conf_t *cc = kinfer_kafka_conf(
-        cfg->brokers, consumer_defaults, N_ELEMS(consumer_defaults),
-        cfg->props, cfg->n_props, err, errsize);
+        cfg->brokers, consumer_defaults, N_ELEMS(consumer_defaults), cfg->props,
+        cfg->n_props, err, errsize);
     if (cc == NULL)
         goto fail;
     const struct kinfer_kafka_prop group = {"group.id", cfg->group};
@@ -820,8 +822,8 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     rd_kafka_poll_set_consumer(w->consumer);
 
     pc = kinfer_kafka_conf(cfg->brokers, producer_defaults,
-                           N_ELEMS(producer_defaults), cfg->props,
-                           cfg->n_props, err, errsize);
+                           N_ELEMS(producer_defaults), cfg->props, cfg->n_props,
+                           err, errsize);
     if (pc == NULL)
         goto fail;
     rd_kafka_conf_set_opaque(pc, w);
@@ -924,8 +926,10 @@ static void await_first_assignment(struct kinfer_worker *w)
 {
     if (w->assigned_once || rd_kafka_version() >= LIBRDKAFKA_FIXED_4312)
         return;
-    kinfer_log(KINFER_LOG_INFO, "waiting for the group to finish joining "
-               "before leaving it (librdkafka %s)", rd_kafka_version_str());
+    kinfer_log(KINFER_LOG_INFO,
+               "waiting for the group to finish joining "
+               "before leaving it (librdkafka %s)",
+               rd_kafka_version_str());
     int64_t deadline = kinfer_now_ms() + FIRST_ASSIGN_TIMEOUT_MS;
     while (!w->assigned_once && kinfer_now_ms() < deadline &&
            !atomic_load(&w->fatal)) {
@@ -992,8 +996,7 @@ static void shutdown_pipeline(struct kinfer_worker *w)
     rd_kafka_resp_err_t err = rd_kafka_commit(w->consumer, NULL, 0);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
         err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        kinfer_log(KINFER_LOG_WARN, "final commit: %s",
-                   rd_kafka_err2str(err));
+        kinfer_log(KINFER_LOG_WARN, "final commit: %s", rd_kafka_err2str(err));
     await_first_assignment(w);
     if (!w->consumer_unsafe)
         close_consumer(w);
@@ -1039,8 +1042,10 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
         if (atomic_load(&w->stop))
             break;
         if (kinfer_kafka_warm(w->producer, outs[i], 2000, why, sizeof why))
-            kinfer_log(KINFER_LOG_WARN, "%s (results cannot be delivered "
-                       "until it exists)", why);
+            kinfer_log(KINFER_LOG_WARN,
+                       "%s (results cannot be delivered "
+                       "until it exists)",
+                       why);
     }
 
     while (!atomic_load(&w->stop) && !atomic_load(&w->fatal)) {
@@ -1067,10 +1072,9 @@ void kinfer_worker_free(struct kinfer_worker *w)
     if (w->producer != NULL)
         rd_kafka_destroy(w->producer);
     if (w->consumer != NULL && !w->consumer_unsafe)
-        rd_kafka_destroy_flags(w->consumer,
-                               w->close_abandoned
-                                   ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE
-                                   : 0);
+        rd_kafka_destroy_flags(
+            w->consumer,
+            w->close_abandoned ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
     kinfer_tracker_free(w->tracker);
     for (size_t i = 0; i < w->n_mctx; i++)
         kinfer_batcher_free(w->mctx[i].batcher);

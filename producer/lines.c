@@ -12,10 +12,10 @@
 struct kprod_lines {
     int fd;
     char *buf;
-    size_t size;      /* max_len + 1: a full line plus its '\n' */
-    size_t start;     /* first unread byte */
-    size_t end;       /* one past the last byte read */
-    uint64_t lineno;  /* lines returned so far */
+    size_t size;     /* max_len + 1: a full line plus its '\n' */
+    size_t start;    /* first unread byte */
+    size_t end;      /* one past the last byte read */
+    uint64_t lineno; /* lines returned so far */
     int eof;
 };
 
@@ -39,8 +39,8 @@ void kprod_lines_free(struct kprod_lines *r)
 /* Drop the rest of an over-long line.  already bytes of it were in the
  * buffer.  Returns its total length; leaves the bytes after its '\n' in
  * the buffer.  Retries EINTR: stopping half-way would lose our place. */
-static enum kprod_line_status skip_line(struct kprod_lines *r,
-                                        size_t already, size_t *len)
+static enum kprod_line_status skip_line(struct kprod_lines *r, size_t already,
+                                        size_t *len)
 {
     size_t count = already;
     r->start = r->end = 0;
@@ -75,8 +75,7 @@ enum kprod_line_status kprod_lines_next(struct kprod_lines *r,
         size_t avail = r->end - r->start;
         char *nl = memchr(r->buf + r->start, '\n', avail);
         if (nl != NULL || (r->eof && avail > 0)) {
-            size_t n = nl != NULL ? (size_t)(nl - (r->buf + r->start))
-                                  : avail;
+            size_t n = nl != NULL ? (size_t)(nl - (r->buf + r->start)) : avail;
             *line = r->buf + r->start;
             *len = n;
             r->start += n + (nl != NULL);

@@ -30,10 +30,10 @@ extern char **environ;
 static const struct kinfer_optdef defs[] = {
     {"brokers", "KINFER_BROKERS", KINFER_OPT_STRING, "127.0.0.1:9092", 0, 0,
      "LIST", "Kafka bootstrap brokers, host:port,...", 0},
-    {"topic", "KINFER_INPUT_TOPIC", KINFER_OPT_STRING, "kinfer.requests", 0,
-     0, "TOPIC", "topic the requests are sent to", 0},
-    {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING,
-     "kinfer.results", 0, 0, "TOPIC", "topic the results arrive on", 0},
+    {"topic", "KINFER_INPUT_TOPIC", KINFER_OPT_STRING, "kinfer.requests", 0, 0,
+     "TOPIC", "topic the requests are sent to", 0},
+    {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING, "kinfer.results",
+     0, 0, "TOPIC", "topic the results arrive on", 0},
     {"input", NULL, KINFER_OPT_STRING, NULL, 0, 0, "FILE",
      "JSON Lines requests, one per line; - is stdin (the default without "
      "--generate); sent byte for byte",
@@ -56,8 +56,8 @@ static const struct kinfer_optdef defs[] = {
      "with --await: seconds to wait for results after sending", 0},
     {"header", NULL, KINFER_OPT_STRING, NULL, 0, 0, "NAME=VALUE",
      "add this Kafka header to every request", 0},
-    {"max-line-bytes", NULL, KINFER_OPT_INT, DEFAULT_MAX_LINE, 1,
-     64LL << 20, "N", "longest accepted input line", 0},
+    {"max-line-bytes", NULL, KINFER_OPT_INT, DEFAULT_MAX_LINE, 1, 64LL << 20,
+     "N", "longest accepted input line", 0},
     {"config", "KINFER_CONFIG", KINFER_OPT_STRING, NULL, 0, 0, "FILE",
      "config file of \"key = value\" lines", 1},
     {"quiet", NULL, KINFER_OPT_FLAG, NULL, 0, 0, NULL,
@@ -96,8 +96,7 @@ static void install_signals(void)
 
 static int usage_error(const char *msg)
 {
-    fprintf(stderr, "kinfer-produce: %s\nTry 'kinfer-produce --help'.\n",
-            msg);
+    fprintf(stderr, "kinfer-produce: %s\nTry 'kinfer-produce --help'.\n", msg);
     return EXIT_USAGE;
 }
 
@@ -127,9 +126,8 @@ static void make_runid(char *buf, size_t size)
 }
 
 /* Fill c from o; on a bad value write a message naming the option. */
-static int config_from_opts(const struct kinfer_opts *o,
-                            struct kprod_config *c, char *err,
-                            size_t errsize)
+static int config_from_opts(const struct kinfer_opts *o, struct kprod_config *c,
+                            char *err, size_t errsize)
 {
     const char *s;
     memset(c, 0, sizeof *c);
@@ -148,22 +146,22 @@ static int config_from_opts(const struct kinfer_opts *o,
     c->gen.dim = (size_t)kinfer_opts_get_int(o, "dim");
     s = kinfer_opts_get(o, "factor");
     if (parse_double(s, &c->gen.factor) != 0) {
-        kinfer_fmt(err, errsize, "--factor: expected a finite number, got "
-                   "'%s'", s);
+        kinfer_fmt(err, errsize,
+                   "--factor: expected a finite number, got "
+                   "'%s'",
+                   s);
         return -1;
     }
     s = kinfer_opts_get(o, "dtype");
     if (strcasecmp(s, "FP32") != 0 && strcasecmp(s, "FP64") != 0) {
-        kinfer_fmt(err, errsize, "--dtype: expected FP32 or FP64, got '%s'",
-                   s);
+        kinfer_fmt(err, errsize, "--dtype: expected FP32 or FP64, got '%s'", s);
         return -1;
     }
     c->gen.fp64 = strcasecmp(s, "FP64") == 0;
     make_runid(c->gen.runid, sizeof c->gen.runid);
     s = kinfer_opts_get(o, "rate");
     if (parse_double(s, &c->rate) != 0 || c->rate < 0) {
-        kinfer_fmt(err, errsize, "--rate: expected a number >= 0, got '%s'",
-                   s);
+        kinfer_fmt(err, errsize, "--rate: expected a number >= 0, got '%s'", s);
         return -1;
     }
     c->await = kinfer_opts_get_flag(o, "await");
@@ -174,9 +172,8 @@ static int config_from_opts(const struct kinfer_opts *o,
 }
 
 /* Split --header NAME=VALUE into buf (kept for the run). */
-static int header_from_opts(const struct kinfer_opts *o,
-                            struct kprod_config *c, char **buf, char *err,
-                            size_t errsize)
+static int header_from_opts(const struct kinfer_opts *o, struct kprod_config *c,
+                            char **buf, char *err, size_t errsize)
 {
     const char *h = kinfer_opts_get(o, "header");
     *buf = NULL;
@@ -184,8 +181,7 @@ static int header_from_opts(const struct kinfer_opts *o,
         return 0;
     const char *eq = strchr(h, '=');
     if (eq == NULL || eq == h) {
-        kinfer_fmt(err, errsize, "--header: expected NAME=VALUE, got '%s'",
-                   h);
+        kinfer_fmt(err, errsize, "--header: expected NAME=VALUE, got '%s'", h);
         return -1;
     }
     *buf = kinfer_xstrdup(h);

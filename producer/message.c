@@ -17,8 +17,7 @@ char *kprod_request_key(const char *line, size_t len, const char *key_field,
                         uint64_t lineno, size_t *keylen)
 {
     json_t *root = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
-    json_t *v = json_is_object(root) ? json_object_get(root, key_field)
-                                     : NULL;
+    json_t *v = json_is_object(root) ? json_object_get(root, key_field) : NULL;
     char *key;
     if (json_is_string(v)) {
         size_t n = json_string_length(v);
@@ -83,8 +82,8 @@ append(char *buf, size_t size, size_t *pos, const char *fmt, ...)
     *pos += (size_t)n;
 }
 
-size_t kprod_gen_request(const struct kprod_gen *g, uint64_t index,
-                         char *buf, size_t size)
+size_t kprod_gen_request(const struct kprod_gen *g, uint64_t index, char *buf,
+                         size_t size)
 {
     char key[sizeof g->runid + 32];
     size_t pos = 0;
@@ -107,8 +106,8 @@ struct check {
     const struct kprod_gen *g;
     uint64_t index;
     double tol;
-    size_t seen;      /* numbers visited so far */
-    int bad;          /* a reason was written */
+    size_t seen; /* numbers visited so far */
+    int bad;     /* a reason was written */
     char *why;
     size_t whysize;
 };
@@ -123,8 +122,8 @@ static void walk(struct check *c, const json_t *v)
         return;
     }
     if (!json_is_number(v)) {
-        kinfer_fmt(c->why, c->whysize,
-                   "outputs[0].data[%zu]: not a number", c->seen);
+        kinfer_fmt(c->why, c->whysize, "outputs[0].data[%zu]: not a number",
+                   c->seen);
         c->bad = 1;
         return;
     }
@@ -136,8 +135,7 @@ static void walk(struct check *c, const json_t *v)
     double scale = fmax(fabs(want), fabs(got));
     if (!(fabs(got - want) <= c->tol * scale)) {
         kinfer_fmt(c->why, c->whysize,
-                   "outputs[0].data[%zu]: %.17g, expected %.17g", j, got,
-                   want);
+                   "outputs[0].data[%zu]: %.17g, expected %.17g", j, got, want);
         c->bad = 1;
     }
 }
@@ -173,9 +171,8 @@ static enum kprod_verdict check_values(const json_t *root,
 }
 
 enum kprod_verdict kprod_result_check(const void *buf, size_t len,
-                                      const struct kprod_gen *g,
-                                      int64_t index, char *why,
-                                      size_t whysize)
+                                      const struct kprod_gen *g, int64_t index,
+                                      char *why, size_t whysize)
 {
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, 0, &jerr);

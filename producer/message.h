@@ -23,10 +23,10 @@ char *kprod_request_key(const char *line, size_t len, const char *key_field,
  *    "parameters":{"factor":F},
  *    "inputs":[{"name":"x","datatype":"FP32","shape":[D],"data":[...]}]} */
 struct kprod_gen {
-    char runid[32];  /* NUL-terminated, JSON-safe characters only */
-    size_t dim;      /* D >= 1 */
-    double factor;   /* finite */
-    int fp64;        /* datatype FP64, else FP32 */
+    char runid[32]; /* NUL-terminated, JSON-safe characters only */
+    size_t dim;     /* D >= 1 */
+    double factor;  /* finite */
+    int fp64;       /* datatype FP64, else FP32 */
 };
 
 /* Element j of request index's input: a deterministic pseudo-random
@@ -44,8 +44,8 @@ size_t kprod_gen_max_size(const struct kprod_gen *g);
 
 /* Write request index to buf[0..size), size >= kprod_gen_max_size(g).
  * Returns the length (no NUL counted; one is written). */
-size_t kprod_gen_request(const struct kprod_gen *g, uint64_t index,
-                         char *buf, size_t size);
+size_t kprod_gen_request(const struct kprod_gen *g, uint64_t index, char *buf,
+                         size_t size);
 
 enum kprod_verdict {
     KPROD_RESULT_OK,    /* a result (and, when checked, a right one) */
@@ -64,8 +64,7 @@ enum kprod_verdict {
  * KPROD_RESULT_ERROR or _WRONG a one-line reason goes to why[0..whysize)
  * (the error message, or e.g. "outputs[0].data[3]: 2.5, expected 5"). */
 enum kprod_verdict kprod_result_check(const void *buf, size_t len,
-                                      const struct kprod_gen *g,
-                                      int64_t index, char *why,
-                                      size_t whysize);
+                                      const struct kprod_gen *g, int64_t index,
+                                      char *why, size_t whysize);
 
 #endif

@@ -8,18 +8,18 @@
 #include "util.h"
 
 struct entry {
-    char *key;          /* owned copy; NULL marks an empty slot */
+    char *key; /* owned copy; NULL marks an empty slot */
     size_t keylen;
     uint64_t hash;
     int64_t send_us;
     int64_t gen_index;
-    uint64_t expected;  /* sends not failed */
-    uint64_t answered;  /* answers counted, at most expected */
+    uint64_t expected; /* sends not failed */
+    uint64_t answered; /* answers counted, at most expected */
 };
 
 struct kprod_pending {
     struct entry *slots;
-    size_t cap;         /* power of two */
+    size_t cap; /* power of two */
     size_t used;
     uint64_t outstanding;
 };
@@ -100,8 +100,8 @@ static void set_counts(struct kprod_pending *t, struct entry *e,
     t->outstanding += owed(e);
 }
 
-void kprod_pending_add(struct kprod_pending *t, const void *key,
-                       size_t keylen, int64_t send_us, int64_t gen_index)
+void kprod_pending_add(struct kprod_pending *t, const void *key, size_t keylen,
+                       int64_t send_us, int64_t gen_index)
 {
     if ((t->used + 1) * 2 > t->cap)
         grow(t);
@@ -123,8 +123,7 @@ void kprod_pending_add(struct kprod_pending *t, const void *key,
     set_counts(t, e, e->expected + 1, e->answered);
 }
 
-void kprod_pending_fail(struct kprod_pending *t, const void *key,
-                        size_t keylen)
+void kprod_pending_fail(struct kprod_pending *t, const void *key, size_t keylen)
 {
     struct entry *e = find(t, key, keylen, hash_key(key, keylen));
     if (e->key == NULL || e->expected == 0)
@@ -132,9 +131,9 @@ void kprod_pending_fail(struct kprod_pending *t, const void *key,
     set_counts(t, e, e->expected - 1, e->answered);
 }
 
-enum kprod_match kprod_pending_answer(struct kprod_pending *t,
-                                      const void *key, size_t keylen,
-                                      int64_t *send_us, int64_t *gen_index)
+enum kprod_match kprod_pending_answer(struct kprod_pending *t, const void *key,
+                                      size_t keylen, int64_t *send_us,
+                                      int64_t *gen_index)
 {
     struct entry *e = find(t, key, keylen, hash_key(key, keylen));
     if (e->key == NULL)

@@ -25,8 +25,8 @@ void kprod_pending_free(struct kprod_pending *t);
  * -1 for a request read from input.  Sending a key again makes it expect
  * one more answer; its latency is still measured from the first send and
  * its first gen_index is kept. */
-void kprod_pending_add(struct kprod_pending *t, const void *key,
-                       size_t keylen, int64_t send_us, int64_t gen_index);
+void kprod_pending_add(struct kprod_pending *t, const void *key, size_t keylen,
+                       int64_t send_us, int64_t gen_index);
 
 /* The request with key failed delivery: it expects one answer fewer.
  * Unknown keys are ignored. */
@@ -34,17 +34,17 @@ void kprod_pending_fail(struct kprod_pending *t, const void *key,
                         size_t keylen);
 
 enum kprod_match {
-    KPROD_MATCH_NONE,      /* not a key of this run: ignore the result */
-    KPROD_MATCH_FIRST,     /* an expected answer: count it, measure it */
-    KPROD_MATCH_DUPLICATE  /* the key already had all its answers */
+    KPROD_MATCH_NONE,     /* not a key of this run: ignore the result */
+    KPROD_MATCH_FIRST,    /* an expected answer: count it, measure it */
+    KPROD_MATCH_DUPLICATE /* the key already had all its answers */
 };
 
 /* A result with key[0..keylen) arrived.  On KPROD_MATCH_FIRST *send_us
  * and *gen_index (either may be NULL) receive what kprod_pending_add
  * recorded. */
-enum kprod_match kprod_pending_answer(struct kprod_pending *t,
-                                      const void *key, size_t keylen,
-                                      int64_t *send_us, int64_t *gen_index);
+enum kprod_match kprod_pending_answer(struct kprod_pending *t, const void *key,
+                                      size_t keylen, int64_t *send_us,
+                                      int64_t *gen_index);
 
 /* Answers still expected: the sum over keys of sends not failed minus
  * answers counted, each key counting at least 0. */

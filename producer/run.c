@@ -38,16 +38,16 @@
 struct run {
     const struct kprod_config *c;
     rd_kafka_t *producer;
-    rd_kafka_t *consumer;     /* NULL without --await */
+    rd_kafka_t *consumer; /* NULL without --await */
     pthread_t reader;
     int reader_started;
     atomic_int reader_stop;
-    atomic_int fatal;         /* the producer hit a fatal error */
+    atomic_int fatal; /* the producer hit a fatal error */
     int64_t start_us;
     int64_t next_progress_us;
 
     pthread_mutex_t lock;
-    pthread_cond_t answered_cond; /* outstanding dropped to zero */
+    pthread_cond_t answered_cond;  /* outstanding dropped to zero */
     struct kprod_pending *pending; /* --await only */
     struct kprod_latencies lat;
     uint64_t sent, failed, answered, errors, wrong, duplicates;
@@ -102,16 +102,13 @@ static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
     unsigned n = ++r->failures_logged;
     pthread_mutex_unlock(&r->lock);
     if (n <= LOG_LIMIT)
-        KINFER_ERROR("delivery failed for key '%.*s': %s%s",
-                     key_len_for_log(m->key_len),
-                     m->key ? (const char *)m->key : "",
-                     rd_kafka_err2str(m->err),
-                     n == LOG_LIMIT ? " (further failures only counted)"
-                                    : "");
+        KINFER_ERROR(
+            "delivery failed for key '%.*s': %s%s", key_len_for_log(m->key_len),
+            m->key ? (const char *)m->key : "", rd_kafka_err2str(m->err),
+            n == LOG_LIMIT ? " (further failures only counted)" : "");
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason,
-                     void *opaque)
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct run *r = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -127,8 +124,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason,
 /* --- handles ------------------------------------------------------------ */
 
 static enum kinfer_err conf_set(rd_kafka_conf_t *conf, const char *name,
-                                const char *value, const char *what,
-                                char *err, size_t errsize)
+                                const char *value, const char *what, char *err,
+                                size_t errsize)
 {
     char why[512];
     if (rd_kafka_conf_set(conf, name, value, why, sizeof why) ==
@@ -146,15 +143,14 @@ static enum kinfer_err make_conf(struct run *r, const char *const *ours,
 {
     const struct kprod_config *c = r->c;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    enum kinfer_err rc =
-        conf_set(conf, "bootstrap.servers", c->brokers, "--brokers", err,
-                 errsize);
+    enum kinfer_err rc = conf_set(conf, "bootstrap.servers", c->brokers,
+                                  "--brokers", err, errsize);
     for (size_t i = 0; rc == KINFER_OK && i < n_ours; i++)
         rc = conf_set(conf, ours[2 * i], ours[2 * i + 1], "setting", err,
                       errsize);
     for (size_t i = 0; rc == KINFER_OK && i < c->n_kafka_props; i++)
-        rc = conf_set(conf, c->kafka_props[2 * i],
-                      c->kafka_props[2 * i + 1], "-X", err, errsize);
+        rc = conf_set(conf, c->kafka_props[2 * i], c->kafka_props[2 * i + 1],
+                      "-X", err, errsize);
     if (rc != KINFER_OK) {
         rd_kafka_conf_destroy(conf);
         return rc;
@@ -165,9 +161,8 @@ static enum kinfer_err make_conf(struct run *r, const char *const *ours,
     return KINFER_OK;
 }
 
-static enum kinfer_err make_handle(rd_kafka_type_t type,
-                                   rd_kafka_conf_t *conf, rd_kafka_t **out,
-                                   char *err, size_t errsize)
+static enum kinfer_err make_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf,
+                                   rd_kafka_t **out, char *err, size_t errsize)
 {
     char why[512];
     rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
@@ -182,12 +177,13 @@ static enum kinfer_err make_handle(rd_kafka_type_t type,
     return KINFER_OK;
 }
 
-static enum kinfer_err make_producer(struct run *r, char *err,
-                                     size_t errsize)
+static enum kinfer_err make_producer(struct run *r, char *err, size_t errsize)
 {
     static const char *const ours[] = {
-        "enable.idempotence", "true",
-        "linger.ms", "5",
+        "enable.idempotence",
+        "true",
+        "linger.ms",
+        "5",
     };
     rd_kafka_conf_t *conf;
     enum kinfer_err rc = make_conf(r, ours, 2, &conf, err, errsize);
@@ -200,8 +196,7 @@ static enum kinfer_err make_producer(struct run *r, char *err,
     /* Learn the partitions before the clock starts: without this the
      * first request to each partition waits up to a second inside
      * librdkafka 2.0.2 and skews every latency figure. */
-    if (kinfer_kafka_warm(r->producer, r->c->topic, 10000, err, errsize) !=
-        0)
+    if (kinfer_kafka_warm(r->producer, r->c->topic, 10000, err, errsize) != 0)
         return KINFER_ERR_KAFKA;
     return KINFER_OK;
 }
@@ -270,8 +265,7 @@ out:
 /* Start reading results at the current end of every partition, so every
  * result of this run is seen and older ones are skipped.  Retried for a
  * while: a topic created just before may not have leaders yet. */
-static enum kinfer_err assign_at_end(struct run *r, char *err,
-                                     size_t errsize)
+static enum kinfer_err assign_at_end(struct run *r, char *err, size_t errsize)
 {
     int64_t deadline = kinfer_now_us() + SETUP_DEADLINE_US;
     while (assign_at_end_once(r, err, errsize) != 0) {
@@ -284,23 +278,25 @@ static enum kinfer_err assign_at_end(struct run *r, char *err,
     return KINFER_OK;
 }
 
-static enum kinfer_err make_consumer(struct run *r, char *err,
-                                     size_t errsize)
+static enum kinfer_err make_consumer(struct run *r, char *err, size_t errsize)
 {
     char group[64];
     /* No offsets are committed; the group only satisfies librdkafka. */
     kinfer_fmt(group, sizeof group, "kinfer-produce-%s", r->c->gen.runid);
     const char *const ours[] = {
-        "group.id", group,
-        "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false",
-        "enable.partition.eof", "false",
+        "group.id",
+        group,
+        "enable.auto.commit",
+        "false",
+        "enable.auto.offset.store",
+        "false",
+        "enable.partition.eof",
+        "false",
     };
     rd_kafka_conf_t *conf;
     enum kinfer_err rc = make_conf(r, ours, 4, &conf, err, errsize);
     if (rc == KINFER_OK)
-        rc = make_handle(RD_KAFKA_CONSUMER, conf, &r->consumer, err,
-                         errsize);
+        rc = make_handle(RD_KAFKA_CONSUMER, conf, &r->consumer, err, errsize);
     if (rc != KINFER_OK)
         return rc;
     rd_kafka_poll_set_consumer(r->consumer);
@@ -309,15 +305,14 @@ static enum kinfer_err make_consumer(struct run *r, char *err,
 
 /* --- results ------------------------------------------------------------ */
 
-static void on_result(struct run *r, const rd_kafka_message_t *m,
-                      int64_t now)
+static void on_result(struct run *r, const rd_kafka_message_t *m, int64_t now)
 {
     const void *key = m->key ? m->key : "";
     int64_t send_us = 0, gen_index = -1;
 
     pthread_mutex_lock(&r->lock);
-    enum kprod_match match = kprod_pending_answer(
-        r->pending, key, m->key_len, &send_us, &gen_index);
+    enum kprod_match match =
+        kprod_pending_answer(r->pending, key, m->key_len, &send_us, &gen_index);
     if (match == KPROD_MATCH_DUPLICATE)
         r->duplicates++;
     pthread_mutex_unlock(&r->lock);
@@ -347,8 +342,7 @@ static void on_result(struct run *r, const rd_kafka_message_t *m,
     if (logged > 0 && logged <= LOG_LIMIT)
         KINFER_WARN("wrong result for key '%.*s': %s%s",
                     key_len_for_log(m->key_len), (const char *)key, why,
-                    logged == LOG_LIMIT ? " (further ones only counted)"
-                                        : "");
+                    logged == LOG_LIMIT ? " (further ones only counted)" : "");
 }
 
 static void *reader_main(void *arg)
@@ -410,20 +404,19 @@ static void wait_until(struct run *r, int64_t deadline_us)
 }
 
 static rd_kafka_resp_err_t produce(struct run *r, const void *key,
-                                   size_t keylen, const void *value,
-                                   size_t len)
+                                   size_t keylen, const void *value, size_t len)
 {
     const struct kprod_config *c = r->c;
     if (c->header_name == NULL)
-        return rd_kafka_producev(
-            r->producer, RD_KAFKA_V_TOPIC(c->topic),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, keylen),
-            RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_END);
+        return rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(c->topic),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_KEY(key, keylen),
+                                 RD_KAFKA_V_VALUE((void *)value, len),
+                                 RD_KAFKA_V_END);
     return rd_kafka_producev(
         r->producer, RD_KAFKA_V_TOPIC(c->topic),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, keylen),
+        RD_KAFKA_V_VALUE((void *)value, len),
         RD_KAFKA_V_HEADER(c->header_name, c->header_value,
                           (ssize_t)strlen(c->header_value)),
         RD_KAFKA_V_END);
@@ -439,8 +432,7 @@ static int send_one(struct run *r, const void *key, size_t keylen,
         /* Before producing: the result may arrive before producev
          * returns. */
         pthread_mutex_lock(&r->lock);
-        kprod_pending_add(r->pending, key, keylen, kinfer_now_us(),
-                          gen_index);
+        kprod_pending_add(r->pending, key, keylen, kinfer_now_us(), gen_index);
         pthread_mutex_unlock(&r->lock);
     }
     rd_kafka_resp_err_t e;
@@ -511,8 +503,8 @@ static int send_lines(struct run *r, int fd, const char *name)
         const char *line;
         size_t len;
         uint64_t lineno;
-        enum kprod_line_status st = kprod_lines_next(lines, &line, &len,
-                                                     &lineno);
+        enum kprod_line_status st =
+            kprod_lines_next(lines, &line, &len, &lineno);
         if (st == KPROD_LINE_EOF)
             break;
         if (st == KPROD_LINE_IO_ERROR && errno == EINTR)
@@ -532,11 +524,10 @@ static int send_lines(struct run *r, int fd, const char *name)
         if (len == 0)
             continue; /* blank lines separate nothing in JSON Lines */
         size_t keylen;
-        char *key = kprod_request_key(line, len, r->c->key_field, lineno,
-                                      &keylen);
+        char *key =
+            kprod_request_key(line, len, r->c->key_field, lineno, &keylen);
         pace(r, i);
-        int sent = !stopping(r) &&
-                   send_one(r, key, keylen, line, len, -1) == 0;
+        int sent = !stopping(r) && send_one(r, key, keylen, line, len, -1) == 0;
         free(key);
         if (!sent)
             break;
@@ -560,8 +551,8 @@ static void flush_all(struct run *r)
         if (purge_at >= 0 && now >= purge_at) {
             if (purged)
                 break; /* still not empty: do not hang on exit */
-            rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE |
-                                            RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_purge(r->producer,
+                           RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
             purged = 1;
             purge_at = now + INTERRUPT_FLUSH_US;
         }
@@ -633,8 +624,7 @@ static void run_destroy(struct run *r)
     pthread_mutex_destroy(&r->lock);
 }
 
-static int open_input(const struct kprod_config *c, char *err,
-                      size_t errsize)
+static int open_input(const struct kprod_config *c, char *err, size_t errsize)
 {
     if (strcmp(c->input, "-") == 0)
         return STDIN_FILENO;
@@ -675,8 +665,7 @@ static void report_fill(struct run *r, struct kprod_report *rep,
 }
 
 enum kinfer_err kprod_run(const struct kprod_config *c,
-                          struct kprod_report *rep, char *err,
-                          size_t errsize)
+                          struct kprod_report *rep, char *err, size_t errsize)
 {
     struct run r;
     int fd = -1;
@@ -705,8 +694,9 @@ enum kinfer_err kprod_run(const struct kprod_config *c,
     if (c->generate > 0)
         send_generated(&r);
     else
-        input_failed = send_lines(&r, fd, strcmp(c->input, "-") == 0
-                                              ? "stdin" : c->input) != 0;
+        input_failed =
+            send_lines(&r, fd,
+                       strcmp(c->input, "-") == 0 ? "stdin" : c->input) != 0;
     flush_all(&r);
     int64_t end_us = kinfer_now_us();
     if (c->await && !stopping(&r))

@@ -18,20 +18,20 @@
 
 struct kprod_config {
     const char *brokers;
-    const char *topic;           /* requests go here */
-    const char *output_topic;    /* results come from here (--await) */
-    const char *input;           /* path, or "-" for stdin; ignored when
-                                    generate > 0 */
+    const char *topic;        /* requests go here */
+    const char *output_topic; /* results come from here (--await) */
+    const char *input;        /* path, or "-" for stdin; ignored when
+                                 generate > 0 */
     const char *key_field;
-    uint64_t generate;           /* synthetic requests to send; 0 = input */
-    struct kprod_gen gen;        /* gen.runid is set even without generate */
-    double rate;                 /* requests per second; 0 = unpaced */
+    uint64_t generate;    /* synthetic requests to send; 0 = input */
+    struct kprod_gen gen; /* gen.runid is set even without generate */
+    double rate;          /* requests per second; 0 = unpaced */
     int await;
-    int timeout_s;               /* --await: wait this long after sending */
-    const char *header_name;     /* NULL: no extra header */
+    int timeout_s;           /* --await: wait this long after sending */
+    const char *header_name; /* NULL: no extra header */
     const char *header_value;
-    size_t max_line;             /* longest accepted input line, bytes */
-    int quiet;                   /* no progress lines */
+    size_t max_line;                /* longest accepted input line, bytes */
+    int quiet;                      /* no progress lines */
     const char *const *kafka_props; /* name0, value0, name1, ... applied in
                                        order to both handles */
     size_t n_kafka_props;
@@ -39,11 +39,11 @@ struct kprod_config {
 };
 
 struct kprod_report {
-    struct kprod_summary summary;  /* summary.lat_us points into lat */
+    struct kprod_summary summary; /* summary.lat_us points into lat */
     struct kprod_latencies lat;
-    int input_failed;              /* an over-long line or a read error
-                                      ended the input early */
-    int kafka_fatal;               /* the producer failed fatally */
+    int input_failed; /* an over-long line or a read error
+                         ended the input early */
+    int kafka_fatal;  /* the producer failed fatally */
 };
 
 /* Run c.  Setup failures return an error with a message in err
@@ -54,7 +54,7 @@ struct kprod_report {
  * *rep, whose lat the caller frees with kprod_latencies_clear; failures
  * during the run (delivery, wrong results, SIGINT) are in rep's counts. */
 enum kinfer_err kprod_run(const struct kprod_config *c,
-                          struct kprod_report *rep, char *err,
-                          size_t errsize) __attribute__((warn_unused_result));
+                          struct kprod_report *rep, char *err, size_t errsize)
+    __attribute__((warn_unused_result));
 
 #endif

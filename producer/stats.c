@@ -75,8 +75,8 @@ static void print_text(const struct kprod_summary *s, FILE *f)
     if (s->awaited)
         fprintf(f,
                 "sent %" PRIu64 "  answered %" PRIu64 "  errors %" PRIu64
-                "  wrong %" PRIu64 "  missing %" PRIu64
-                "  duplicates %" PRIu64 "\n",
+                "  wrong %" PRIu64 "  missing %" PRIu64 "  duplicates %" PRIu64
+                "\n",
                 s->sent, s->answered, s->errors, s->wrong, s->missing,
                 s->duplicates);
     else
@@ -101,8 +101,8 @@ static void print_text(const struct kprod_summary *s, FILE *f)
 
 static void print_json(const struct kprod_summary *s, FILE *f)
 {
-    fprintf(f, "{\"sent\":%" PRIu64 ",\"delivery_failures\":%" PRIu64,
-            s->sent, s->failed);
+    fprintf(f, "{\"sent\":%" PRIu64 ",\"delivery_failures\":%" PRIu64, s->sent,
+            s->failed);
     if (s->awaited)
         fprintf(f,
                 ",\"answered\":%" PRIu64 ",\"errors\":%" PRIu64

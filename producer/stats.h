@@ -33,19 +33,19 @@ int64_t kprod_percentile(const int64_t *sorted, size_t n, unsigned p);
 
 /* Everything the summary shows.  Counts are of requests (messages). */
 struct kprod_summary {
-    uint64_t sent;       /* requests handed to the producer */
-    uint64_t failed;     /* of which delivery failed */
-    int awaited;         /* --await: the fields below are meaningful */
-    uint64_t answered;   /* requests with at least one result */
-    uint64_t errors;     /* of the answered: results with an "error" */
-    uint64_t wrong;      /* of the answered: unreadable or wrong values */
-    uint64_t missing;    /* delivered but never answered */
-    uint64_t duplicates; /* results beyond the first for a request */
-    double seconds;      /* first send to last answer (--await) or to the
-                            end of the flush */
+    uint64_t sent;         /* requests handed to the producer */
+    uint64_t failed;       /* of which delivery failed */
+    int awaited;           /* --await: the fields below are meaningful */
+    uint64_t answered;     /* requests with at least one result */
+    uint64_t errors;       /* of the answered: results with an "error" */
+    uint64_t wrong;        /* of the answered: unreadable or wrong values */
+    uint64_t missing;      /* delivered but never answered */
+    uint64_t duplicates;   /* results beyond the first for a request */
+    double seconds;        /* first send to last answer (--await) or to the
+                              end of the flush */
     const int64_t *lat_us; /* sorted latencies, one per answered request */
     size_t n_lat;
-    int interrupted;     /* SIGINT cut the run short */
+    int interrupted; /* SIGINT cut the run short */
 };
 
 /* Write the summary to f: a readable block of lines, or with json != 0

@@ -117,12 +117,12 @@ static int more_never(void *arg)
 struct many {
     struct kinfer_batcher *b;
     pthread_barrier_t start;
-    struct counter done;            /* threads finished */
-    atomic_size_t next;             /* next item to submit */
-    int owner[MANY_ITEMS];          /* submitting thread, set before submit */
+    struct counter done;   /* threads finished */
+    atomic_size_t next;    /* next item to submit */
+    int owner[MANY_ITEMS]; /* submitting thread, set before submit */
     atomic_int runs[MANY_ITEMS];
     atomic_size_t batches, largest, sum;
-    atomic_int out_of_order;        /* a thread's items ran out of order */
+    atomic_int out_of_order; /* a thread's items ran out of order */
 };
 
 static void many_run(void **items, size_t n, void *arg)
@@ -190,16 +190,14 @@ static struct many *run_many(const struct kinfer_batcher_config *cfg)
     atomic_init(&m.sum, 0);
     atomic_init(&m.out_of_order, 0);
     counter_init(&m.done);
-    assert_int_equal(pthread_barrier_init(&m.start, NULL, MANY_THREADS + 1),
-                     0);
-    assert_int_equal(kinfer_batcher_new(cfg, many_run, &m, many_more, &m,
-                                        &m.b),
+    assert_int_equal(pthread_barrier_init(&m.start, NULL, MANY_THREADS + 1), 0);
+    assert_int_equal(kinfer_batcher_new(cfg, many_run, &m, many_more, &m, &m.b),
                      KINFER_OK);
     for (int t = 0; t < MANY_THREADS; t++) {
         th[t].m = &m;
         th[t].id = t;
-        assert_int_equal(
-            pthread_create(&th[t].thread, NULL, many_main, &th[t]), 0);
+        assert_int_equal(pthread_create(&th[t].thread, NULL, many_main, &th[t]),
+                         0);
     }
     pthread_barrier_wait(&m.start);
     if (!counter_wait(&m.done, MANY_THREADS, LONG_WAIT_MS))
@@ -328,9 +326,9 @@ static void test_free_runs_pending(void **state)
     struct kinfer_batcher *b = NULL;
     memset(&t, 0, sizeof t);
     counter_init(&t.ran);
-    assert_int_equal(kinfer_batcher_new(&cfg, timed_run, &t, more_always,
-                                        NULL, &b),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_batcher_new(&cfg, timed_run, &t, more_always, NULL, &b),
+        KINFER_OK);
     kinfer_batcher_submit(b, item_of(0));
     kinfer_batcher_submit(b, item_of(1));
     assert_int_equal(t.calls, 0);
@@ -356,8 +354,7 @@ static void test_delay_bound(void **state)
     struct timed t;
     int64_t waited = submit_one(&cfg, more_always, &t);
     if (waited < 15000 || waited >= 500000)
-        fail_msg("ran after %lld us, expected about 20000",
-                 (long long)waited);
+        fail_msg("ran after %lld us, expected about 20000", (long long)waited);
 }
 
 static void test_zero_delay(void **state)
@@ -439,9 +436,9 @@ static int64_t gather(struct gather *g, const struct kinfer_batcher_config *cfg,
     pthread_mutex_init(&g->mu, NULL);
     assert_int_equal(
         pthread_barrier_init(&g->start, NULL, (unsigned)nthreads + 1), 0);
-    assert_int_equal(kinfer_batcher_new(cfg, gather_run, g, more_always,
-                                        NULL, &g->b),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_batcher_new(cfg, gather_run, g, more_always, NULL, &g->b),
+        KINFER_OK);
     for (int i = 0; i < nthreads; i++)
         assert_int_equal(pthread_create(&th[i], NULL, gather_main, g), 0);
     /* Before the release, so t0 precedes every arrival. */
@@ -545,8 +542,7 @@ static void conc_run(void **items, size_t n, void *arg)
             struct timespec dl;
             deadline_in(&dl, LONG_WAIT_MS);
             while (!c->release && !c->release_timed_out)
-                if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) ==
-                    ETIMEDOUT)
+                if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)
                     c->release_timed_out = true;
         }
         c->in_run--;
@@ -600,16 +596,14 @@ static void run_concurrent(kinfer_batch_more_cb more, long delay_us)
                      KINFER_OK);
 
     th[0] = (struct conc_thread){.c = &c, .item = 0};
-    assert_int_equal(pthread_create(&th[0].thread, NULL, conc_main, &th[0]),
-                     0);
+    assert_int_equal(pthread_create(&th[0].thread, NULL, conc_main, &th[0]), 0);
     if (!conc_wait(&c, &c.started[0], 1))
         fail_msg("batch 1 did not start");
 
     /* Batch 1 is blocked inside run: another submit still gets its own
      * batch collected and run, on its own thread. */
     th[1] = (struct conc_thread){.c = &c, .item = 1};
-    assert_int_equal(pthread_create(&th[1].thread, NULL, conc_main, &th[1]),
-                     0);
+    assert_int_equal(pthread_create(&th[1].thread, NULL, conc_main, &th[1]), 0);
     if (!conc_wait(&c, &c.returned[1], 1))
         fail_msg("batch 2 did not run while batch 1 was running");
     pthread_mutex_lock(&c.mu);
@@ -671,9 +665,9 @@ static void test_new_rejects_bad_config(void **state)
         {.max_batch = 4, .preferred = 1, .max_delay_us = -1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(kinfer_batcher_new(&bad[i], noop_run, NULL, NULL,
-                                            NULL, &b),
-                         KINFER_ERR_INVALID);
+        assert_int_equal(
+            kinfer_batcher_new(&bad[i], noop_run, NULL, NULL, NULL, &b),
+            KINFER_ERR_INVALID);
         assert_ptr_equal(b, sentinel); /* out untouched */
     }
     const struct kinfer_batcher_config ok = {.max_batch = 1};
@@ -698,8 +692,7 @@ static void test_counts_and_free_null(void **state)
     struct kinfer_batcher *b = NULL;
     const struct kinfer_batcher_config cfg = {
         .max_batch = 1, .preferred = 0, .max_delay_us = 0};
-    assert_int_equal(kinfer_batcher_new(&cfg, count_run, seen, NULL, NULL,
-                                        &b),
+    assert_int_equal(kinfer_batcher_new(&cfg, count_run, seen, NULL, NULL, &b),
                      KINFER_OK);
     size_t batches = 7, items = 7;
     kinfer_batcher_counts(b, &batches, &items);

@@ -82,8 +82,8 @@ static char *read_case_file(const char *kind, const char *name,
                             const char *file, size_t *len)
 {
     char path[2048];
-    int n = snprintf(path, sizeof path, "%s/%s/%s/%s", data_dir, kind, name,
-                     file);
+    int n =
+        snprintf(path, sizeof path, "%s/%s/%s/%s", data_dir, kind, name, file);
     assert_true(n > 0 && (size_t)n < sizeof path);
     return read_file(path, len);
 }
@@ -113,10 +113,11 @@ static int utf8_valid(const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
     while (*u) {
-        int n = *u < 0x80 ? 0 : *u >= 0xC2 && *u <= 0xDF ? 1
-                              : (*u & 0xF0) == 0xE0      ? 2
-                              : *u >= 0xF0 && *u <= 0xF4 ? 3
-                                                         : -1;
+        int n = *u < 0x80                  ? 0
+                : *u >= 0xC2 && *u <= 0xDF ? 1
+                : (*u & 0xF0) == 0xE0      ? 2
+                : *u >= 0xF0 && *u <= 0xF4 ? 3
+                                           : -1;
         if (n < 0)
             return 0;
         u++;
@@ -135,8 +136,7 @@ static void fmt_num(char *buf, size_t size, double v, int is_float)
                        : fpclassify(v) == FP_SUBNORMAL;
     for (int p = sub ? 1 : is_float ? 6 : 15; p <= 17; p++) {
         snprintf(buf, size, "%.*g", p, v);
-        if (is_float ? strtof(buf, NULL) == (float)v
-                     : strtod(buf, NULL) == v)
+        if (is_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v)
             break;
     }
     if (v == 0 && signbit(v))
@@ -286,8 +286,8 @@ static void reencode(const struct kinfer_tensor *ts, size_t n,
     free(out);
     char err[256];
     struct kinfer_limits lim = {.max_request_bytes = SIZE_MAX};
-    enum kinfer_err rc = kinfer_request_decode(req.p, req.len, &lim, back,
-                                               err, sizeof err);
+    enum kinfer_err rc =
+        kinfer_request_decode(req.p, req.len, &lim, back, err, sizeof err);
     if (rc != KINFER_OK)
         fail_msg("re-decoding failed: %s\n%s", err, req.p);
     free(req.p);
@@ -332,12 +332,12 @@ static void test_invalid_cases(void **state)
         struct kinfer_request req;
         char err[512];
         memset(err, 'x', sizeof err);
-        enum kinfer_err rc = kinfer_request_decode(input, len, NULL, &req,
-                                                   err, sizeof err);
+        enum kinfer_err rc =
+            kinfer_request_decode(input, len, NULL, &req, err, sizeof err);
         if (rc != want_rc || strcmp(err, expect) != 0) {
             print_error("case %s:\n  want %s \"%s\"\n  got  %s \"%s\"\n", name,
-                        kinfer_strerror(want_rc), expect,
-                        kinfer_strerror(rc), rc ? err : "");
+                        kinfer_strerror(want_rc), expect, kinfer_strerror(rc),
+                        rc ? err : "");
             failures++;
         }
         assert_true(utf8_valid(err));
@@ -375,8 +375,8 @@ static void test_valid_cases(void **state)
 
         struct kinfer_request req;
         char err[512];
-        enum kinfer_err rc = kinfer_request_decode(input, len, NULL, &req,
-                                                   err, sizeof err);
+        enum kinfer_err rc =
+            kinfer_request_decode(input, len, NULL, &req, err, sizeof err);
         if (rc != KINFER_OK) {
             print_error("case %s: %s: %s\n", name, kinfer_strerror(rc), err);
             failures++;
@@ -413,8 +413,8 @@ static void each_valid_input(void (*fn)(const char *name, const char *input,
     for (int i = 0; i < n; i++) {
         if (is_case(names[i])) {
             size_t len;
-            char *input = read_case_file("valid", names[i]->d_name, "input",
-                                         &len);
+            char *input =
+                read_case_file("valid", names[i]->d_name, "input", &len);
             assert_non_null(input);
             fn(names[i]->d_name, input, len);
             free(input);
@@ -436,8 +436,7 @@ static void round_trip_one(const char *name, const char *input, size_t len)
     assert_int_equal(back.n_inputs, req.n_inputs);
     for (size_t i = 0; i < req.n_inputs; i++)
         if (!tensors_equal(&req.inputs[i], &back.inputs[i]))
-            fail_msg("case %s: input %zu differs after a round trip", name,
-                     i);
+            fail_msg("case %s: input %zu differs after a round trip", name, i);
     kinfer_request_clear(&req);
     kinfer_request_clear(&back);
 }
@@ -461,22 +460,22 @@ static void mangle_one(const char *name, const char *input, size_t len)
     struct kinfer_request req;
     for (size_t n = 0; n < len; n++) {
         memcpy(buf, input, n); /* an exact-size copy so ASan sees overreads */
-        enum kinfer_err rc = kinfer_request_decode(buf, n, NULL, &req, err,
-                                                   sizeof err);
+        enum kinfer_err rc =
+            kinfer_request_decode(buf, n, NULL, &req, err, sizeof err);
         if (rc == KINFER_OK)
             fail_msg("case %s: prefix of %zu bytes decoded", name, n);
         assert_true(err[0] != '\0' && utf8_valid(err));
         kinfer_request_clear(&req);
     }
-    static const char subst[] = {'"', '[', '{', ']', '}', '\\', ',', ':',
-                                 '0', '-', 'x', ' ', '\0', (char)0xff,
-                                 (char)0xc3};
+    static const char subst[] = {'"',  '[', '{',  ']',        '}',
+                                 '\\', ',', ':',  '0',        '-',
+                                 'x',  ' ', '\0', (char)0xff, (char)0xc3};
     for (size_t i = 0; i < len; i++) {
         for (size_t s = 0; s < sizeof subst; s++) {
             memcpy(buf, input, len);
             buf[i] = subst[s];
-            enum kinfer_err rc = kinfer_request_decode(buf, len, NULL, &req,
-                                                       err, sizeof err);
+            enum kinfer_err rc =
+                kinfer_request_decode(buf, len, NULL, &req, err, sizeof err);
             if (rc != KINFER_OK)
                 assert_true(err[0] != '\0' && utf8_valid(err));
             kinfer_request_clear(&req);
@@ -509,26 +508,25 @@ static void test_oversized(void **state)
     memcpy(buf, small_request, sizeof small_request - 1);
     struct kinfer_request req;
     char err[256];
-    assert_int_equal(kinfer_request_decode(buf, len, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_ERR_TOO_LARGE);
-    assert_string_equal(err,
-                        "request is 2000000 bytes, over the 1000000-byte "
-                        "limit");
+    assert_int_equal(
+        kinfer_request_decode(buf, len, NULL, &req, err, sizeof err),
+        KINFER_ERR_TOO_LARGE);
+    assert_string_equal(err, "request is 2000000 bytes, over the 1000000-byte "
+                             "limit");
     kinfer_request_clear(&req);
 
     /* Exactly at the limit is fine. */
     size_t limit = KINFER_DEFAULT_MAX_REQUEST_BYTES;
-    assert_int_equal(kinfer_request_decode(buf, limit, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_request_decode(buf, limit, NULL, &req, err, sizeof err),
+        KINFER_OK);
     assert_int_equal(req.n_inputs, 1);
     kinfer_request_clear(&req);
 
     struct kinfer_limits lim = {.max_request_bytes = 64};
     assert_int_equal(kinfer_request_decode(small_request,
-                                           sizeof small_request - 1, &lim,
-                                           &req, err, sizeof err),
+                                           sizeof small_request - 1, &lim, &req,
+                                           err, sizeof err),
                      KINFER_ERR_TOO_LARGE);
     assert_string_equal(err, "request is 67 bytes, over the 64-byte limit");
     kinfer_request_clear(&req);
@@ -545,9 +543,9 @@ static void test_deep_nesting(void **state)
     memset(buf, '[', len);
     struct kinfer_request req;
     char err[256];
-    assert_int_equal(kinfer_request_decode(buf, len, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_ERR_TOO_LARGE);
+    assert_int_equal(
+        kinfer_request_decode(buf, len, NULL, &req, err, sizeof err),
+        KINFER_ERR_TOO_LARGE);
     assert_string_equal(err, "JSON nesting deeper than 32");
     kinfer_request_clear(&req);
 
@@ -558,9 +556,9 @@ static void test_deep_nesting(void **state)
         text_add(&t, "[{", 2);
     text_add(&t, "\",", 2);
     text_add(&t, small_request + 1, sizeof small_request - 2);
-    assert_int_equal(kinfer_request_decode(t.p, t.len, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_request_decode(t.p, t.len, NULL, &req, err, sizeof err),
+        KINFER_OK);
     assert_int_equal(strlen(req.id), 201);
     kinfer_request_clear(&req);
     free(t.p);
@@ -568,15 +566,15 @@ static void test_deep_nesting(void **state)
     /* The cap is configurable; the request itself nests 4 deep. */
     struct kinfer_limits lim = {.max_depth = 3};
     assert_int_equal(kinfer_request_decode(small_request,
-                                           sizeof small_request - 1, &lim,
-                                           &req, err, sizeof err),
+                                           sizeof small_request - 1, &lim, &req,
+                                           err, sizeof err),
                      KINFER_ERR_TOO_LARGE);
     assert_string_equal(err, "JSON nesting deeper than 3");
     kinfer_request_clear(&req);
     lim.max_depth = 4;
     assert_int_equal(kinfer_request_decode(small_request,
-                                           sizeof small_request - 1, &lim,
-                                           &req, err, sizeof err),
+                                           sizeof small_request - 1, &lim, &req,
+                                           err, sizeof err),
                      KINFER_OK);
     kinfer_request_clear(&req);
     free(buf);
@@ -592,41 +590,41 @@ static void test_limits(void **state)
         "\"data\":[1,2,3]},{\"name\":\"b\",\"shape\":[1],\"datatype\":"
         "\"FP32\",\"data\":[1]}]}";
     struct kinfer_limits lim = {.max_inputs = 1};
-    assert_int_equal(kinfer_request_decode(two, sizeof two - 1, &lim, &req,
-                                           err, sizeof err),
-                     KINFER_ERR_TOO_LARGE);
+    assert_int_equal(
+        kinfer_request_decode(two, sizeof two - 1, &lim, &req, err, sizeof err),
+        KINFER_ERR_TOO_LARGE);
     assert_string_equal(err, "inputs: 2 inputs, over the 1-input limit");
     kinfer_request_clear(&req);
 
     lim = (struct kinfer_limits){.max_elements = 2};
-    assert_int_equal(kinfer_request_decode(two, sizeof two - 1, &lim, &req,
-                                           err, sizeof err),
-                     KINFER_ERR_TOO_LARGE);
+    assert_int_equal(
+        kinfer_request_decode(two, sizeof two - 1, &lim, &req, err, sizeof err),
+        KINFER_ERR_TOO_LARGE);
     assert_string_equal(err, "inputs[0].shape: [3] is 3 elements, over the "
                              "2-element limit");
     kinfer_request_clear(&req);
 
     lim.max_elements = 3;
-    assert_int_equal(kinfer_request_decode(two, sizeof two - 1, &lim, &req,
-                                           err, sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_request_decode(two, sizeof two - 1, &lim, &req, err, sizeof err),
+        KINFER_OK);
     assert_int_equal(req.n_inputs, 2);
     kinfer_request_clear(&req);
 
     /* A short err buffer gets a terminated prefix; NULL err is allowed. */
     char tiny[8];
-    assert_int_equal(kinfer_request_decode("[]", 2, NULL, &req, tiny,
-                                           sizeof tiny),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_request_decode("[]", 2, NULL, &req, tiny, sizeof tiny),
+        KINFER_ERR_INVALID);
     assert_string_equal(tiny, "request");
     kinfer_request_clear(&req);
     assert_int_equal(kinfer_request_decode("[]", 2, NULL, &req, NULL, 0),
                      KINFER_ERR_INVALID);
     kinfer_request_clear(&req);
     /* A Kafka tombstone has no value at all. */
-    assert_int_equal(kinfer_request_decode(NULL, 0, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_request_decode(NULL, 0, NULL, &req, err, sizeof err),
+        KINFER_ERR_INVALID);
     assert_string_equal(err, "request is empty");
     kinfer_request_clear(&req);
 }
@@ -679,9 +677,9 @@ static void test_param_lookup(void **state)
         "\"datatype\":\"BOOL\",\"data\":[true]}]}";
     struct kinfer_request req;
     char err[256];
-    assert_int_equal(kinfer_request_decode(in, sizeof in - 1, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_request_decode(in, sizeof in - 1, NULL, &req, err, sizeof err),
+        KINFER_OK);
     const struct kinfer_param *p = kinfer_request_param(&req, "factor");
     assert_non_null(p);
     assert_int_equal(p->kind, KINFER_PARAM_NUMBER);
@@ -705,8 +703,8 @@ static void test_param_lookup(void **state)
 /* Encoding                                                           */
 
 static void make_tensor(struct kinfer_tensor *t, const char *name,
-                        enum kinfer_dtype dtype, int ndim,
-                        const int64_t *shape, const void *values)
+                        enum kinfer_dtype dtype, int ndim, const int64_t *shape,
+                        const void *values)
 {
     assert_int_equal(kinfer_tensor_init(t, name, dtype, ndim, shape),
                      KINFER_OK);
@@ -715,15 +713,13 @@ static void make_tensor(struct kinfer_tensor *t, const char *name,
 }
 
 static void expect_result(const char *id, const char *model,
-                          const char *version,
-                          const struct kinfer_tensor *ts, size_t n,
-                          const char *want)
+                          const char *version, const struct kinfer_tensor *ts,
+                          size_t n, const char *want)
 {
     char *out = NULL;
     size_t len = 0;
-    assert_int_equal(kinfer_result_encode(id, model, version, ts, n, &out,
-                                          &len),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_result_encode(id, model, version, ts, n, &out, &len), KINFER_OK);
     assert_string_equal(out, want);
     assert_int_equal(len, strlen(want));
     free(out);
@@ -796,8 +792,7 @@ static void test_fp_round_trip(void **state)
     /* Notation: %g's choice, shortest digits, subnormals included. */
     int64_t s7[] = {7};
     const double dv7[] = {100, 1e21, 1e-7, 5e-324, 2.5e-308, -1.5, 1.0 / 3};
-    const float fv7[] = {100, 1e21f, 1e-7f, 1e-45f, 16777216, -0.0f,
-                         1.0f / 3};
+    const float fv7[] = {100, 1e21f, 1e-7f, 1e-45f, 16777216, -0.0f, 1.0f / 3};
     make_tensor(&t[0], "d", KINFER_DTYPE_FP64, 1, s7, dv7);
     make_tensor(&t[1], "f", KINFER_DTYPE_FP32, 1, s7, fv7);
     expect_result(NULL, NULL, NULL, t, 2,
@@ -820,10 +815,11 @@ static void test_fp_round_trip(void **state)
     make_tensor(&t[1], "f", KINFER_DTYPE_FP32, 1, sn, NULL);
     double *dv = t[0].data;
     float *fv = t[1].data;
-    const double dfixed[] = {DBL_MAX, -DBL_MAX, DBL_MIN, 4.9e-324, -0.0, 0.0,
-                             1.0 / 3, 1e21, 123456789012345678.0};
-    const float ffixed[] = {FLT_MAX, -FLT_MAX, FLT_MIN, 1.4e-45f, -0.0f,
-                            16777216.0f, 1.0f / 3, 3.4028235e38f};
+    const double dfixed[] = {DBL_MAX,  -DBL_MAX, DBL_MIN,
+                             4.9e-324, -0.0,     0.0,
+                             1.0 / 3,  1e21,     123456789012345678.0};
+    const float ffixed[] = {FLT_MAX, -FLT_MAX,    FLT_MIN,  1.4e-45f,
+                            -0.0f,   16777216.0f, 1.0f / 3, 3.4028235e38f};
     uint64_t x = 88172645463325252u;
     for (size_t i = 0; i < N; i++) {
         x ^= x << 13;
@@ -859,8 +855,7 @@ static void test_result_encode_refuses(void **state)
     const double bad_d[] = {NAN, INFINITY, -INFINITY};
     for (size_t i = 0; i < 3; i++) {
         make_tensor(&t, "x", KINFER_DTYPE_FP64, 1, s1, &bad_d[i]);
-        assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out,
-                                              &len),
+        assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out, &len),
                          KINFER_ERR_INVALID);
         kinfer_tensor_clear(&t);
     }
@@ -879,9 +874,9 @@ static void test_result_encode_refuses(void **state)
     make_tensor(&t, "\xc3", KINFER_DTYPE_INT32, 1, s1, NULL);
     assert_int_equal(kinfer_result_encode("i", "m", "1", &t, 1, &out, &len),
                      KINFER_ERR_INVALID);
-    assert_int_equal(kinfer_result_encode("\xed\xa0\x80", "m", "1", NULL, 0,
-                                          &out, &len),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_result_encode("\xed\xa0\x80", "m", "1", NULL, 0, &out, &len),
+        KINFER_ERR_INVALID);
 
     /* A tensor whose count disagrees with its shape is a model bug. */
     free(t.name);
@@ -919,21 +914,20 @@ static void expect_error(const char *id, const char *model, const char *msg,
 static void test_error_encode(void **state)
 {
     (void)state;
-    expect_error("r-42", "scale",
-                 "inputs[0].datatype: unknown datatype 'FP8'",
+    expect_error("r-42", "scale", "inputs[0].datatype: unknown datatype 'FP8'",
                  "{\"id\":\"r-42\",\"model_name\":\"scale\",\"error\":"
                  "\"inputs[0].datatype: unknown datatype 'FP8'\"}");
     expect_error(NULL, NULL, "request is not a JSON object",
                  "{\"error\":\"request is not a JSON object\"}");
     expect_error(NULL, "m", "x", "{\"model_name\":\"m\",\"error\":\"x\"}");
     /* Quotes, backslashes and control characters are escaped. */
-    expect_error("a\"b", NULL,
-                 "near '\"id\"' \\ tab\there\x01 \xe2\x82\xac",
+    expect_error("a\"b", NULL, "near '\"id\"' \\ tab\there\x01 \xe2\x82\xac",
                  "{\"id\":\"a\\\"b\",\"error\":\"near '\\\"id\\\"' \\\\ "
                  "tab\\there\\u0001 \xe2\x82\xac\"}");
     /* An error result must always go out: bad UTF-8 becomes U+FFFD. */
-    expect_error("\xff", NULL, "bad \xc3", "{\"id\":\"\xef\xbf\xbd\","
-                                           "\"error\":\"bad \xef\xbf\xbd\"}");
+    expect_error("\xff", NULL, "bad \xc3",
+                 "{\"id\":\"\xef\xbf\xbd\","
+                 "\"error\":\"bad \xef\xbf\xbd\"}");
     expect_error(NULL, NULL, NULL, "{\"error\":\"unknown error\"}");
     assert_int_equal(kinfer_error_encode("i", "m", "x", NULL, NULL),
                      KINFER_ERR_INVALID);
@@ -948,9 +942,9 @@ static void test_decode_errors_encode(void **state)
                       "\"data\":[1]}]}";
     struct kinfer_request req;
     char err[256];
-    assert_int_equal(kinfer_request_decode(in, sizeof in - 1, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_request_decode(in, sizeof in - 1, NULL, &req, err, sizeof err),
+        KINFER_ERR_INVALID);
     expect_error(req.id, req.model_name, err,
                  "{\"id\":\"q\\\"1\",\"error\":\"inputs[0].datatype: unknown "
                  "datatype '\xc3\xa9\\\"'\"}");
@@ -962,18 +956,19 @@ static void test_decode_errors_encode(void **state)
     for (int i = 0; i < 40; i++)
         text_add(&t, "\xe2\x82\xac", 3);
     text_add(&t, "\",\"shape\":[1],\"data\":[1]}]}", 27);
-    assert_int_equal(kinfer_request_decode(t.p, t.len, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_request_decode(t.p, t.len, NULL, &req, err, sizeof err),
+        KINFER_ERR_INVALID);
     assert_true(utf8_valid(err));
     assert_int_equal(strlen(err), strlen("inputs[0].datatype: unknown "
-                                         "datatype ''") + 63);
+                                         "datatype ''") +
+                                      63);
     kinfer_request_clear(&req);
     /* ... and so is one cut by a short err buffer. */
     char small[41]; /* room for the quote and 2 of the 3 bytes of a euro */
-    assert_int_equal(kinfer_request_decode(t.p, t.len, NULL, &req, small,
-                                           sizeof small),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_request_decode(t.p, t.len, NULL, &req, small, sizeof small),
+        KINFER_ERR_INVALID);
     assert_string_equal(small, "inputs[0].datatype: unknown datatype '");
     kinfer_request_clear(&req);
     free(t.p);

@@ -38,8 +38,8 @@ static struct kinfer_models *models_with_scale(const char *name)
 {
     struct kinfer_models *ms = models_new();
     char err[ERR_SIZE] = "";
-    enum kinfer_err rc = kinfer_models_load(ms, name, "scale", NULL, NULL,
-                                            NULL, err, sizeof err);
+    enum kinfer_err rc = kinfer_models_load(ms, name, "scale", NULL, NULL, NULL,
+                                            err, sizeof err);
     if (rc != KINFER_OK)
         fail_msg("loading scale: %s", err);
     return ms;
@@ -50,8 +50,8 @@ static void decode(struct kinfer_request *req, const char *json)
 {
     char err[ERR_SIZE] = "";
     memset(req, 0, sizeof *req);
-    enum kinfer_err rc = kinfer_request_decode(json, strlen(json), NULL, req,
-                                               err, sizeof err);
+    enum kinfer_err rc =
+        kinfer_request_decode(json, strlen(json), NULL, req, err, sizeof err);
     if (rc != KINFER_OK)
         fail_msg("decode %s: %s", json, err);
 }
@@ -67,8 +67,8 @@ static void infer_one(const struct kinfer_model *m,
 }
 
 static void assert_output(const struct kinfer_infer_item *it, size_t i,
-                          const char *name, enum kinfer_dtype dtype,
-                          int ndim, const int64_t *shape, size_t count)
+                          const char *name, enum kinfer_dtype dtype, int ndim,
+                          const int64_t *shape, size_t count)
 {
     if (it->failed)
         fail_msg("item failed: %s", it->error);
@@ -116,9 +116,9 @@ static void test_new_registers_builtins(void **state)
 
     /* The unknown-backend message lists exactly what is registered. */
     char err[ERR_SIZE] = "";
-    assert_int_equal(kinfer_models_load(ms, "m", "nope", NULL, NULL, NULL,
-                                        err, sizeof err),
-                     KINFER_ERR_NOT_FOUND);
+    assert_int_equal(
+        kinfer_models_load(ms, "m", "nope", NULL, NULL, NULL, err, sizeof err),
+        KINFER_ERR_NOT_FOUND);
     assert_string_equal(err, "model 'm': backend 'nope' is not registered "
                              "(known: scale, mlp, topk)");
     assert_int_equal(kinfer_models_count(ms), 0);
@@ -129,8 +129,8 @@ static void test_new_registers_builtins(void **state)
     const char *dense[] = {"mlp", "topk"};
     for (size_t i = 0; i < 2; i++) {
         err[0] = '\0';
-        assert_int_equal(kinfer_models_load(ms, "d", dense[i], NULL, NULL,
-                                            NULL, err, sizeof err),
+        assert_int_equal(kinfer_models_load(ms, "d", dense[i], NULL, NULL, NULL,
+                                            err, sizeof err),
                          KINFER_ERR_MODEL);
         char want[64];
         snprintf(want, sizeof want, "model 'd' (backend %s): ", dense[i]);
@@ -218,8 +218,8 @@ static void test_settings_normalised(void **state)
     version[0] = '9';
     assert_string_equal(kinfer_model_version(a), "7");
     const struct kinfer_model_settings *got = kinfer_model_settings(a);
-    assert_int_equal(got->max_batch_size, 1);        /* 0 -> 1 */
-    assert_int_equal(got->preferred_batch_size, 1);  /* clamped */
+    assert_int_equal(got->max_batch_size, 1);       /* 0 -> 1 */
+    assert_int_equal(got->preferred_batch_size, 1); /* clamped */
     assert_int_equal(got->max_queue_delay_us, 5000);
 
     s = (struct kinfer_model_settings){.max_batch_size = 8};
@@ -247,15 +247,15 @@ static void test_load_twice_fails(void **state)
     (void)state;
     struct kinfer_models *ms = models_with_scale("m");
     char err[ERR_SIZE] = "";
-    assert_int_equal(kinfer_models_load(ms, "m", "scale", NULL, NULL, NULL,
-                                        err, sizeof err),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_models_load(ms, "m", "scale", NULL, NULL, NULL, err, sizeof err),
+        KINFER_ERR_INVALID);
     assert_string_equal(err, "model 'm' is defined twice");
     /* Even with another backend the name is taken. */
     err[0] = '\0';
-    assert_int_equal(kinfer_models_load(ms, "m", "mlp", NULL, NULL, NULL,
-                                        err, sizeof err),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_models_load(ms, "m", "mlp", NULL, NULL, NULL, err, sizeof err),
+        KINFER_ERR_INVALID);
     assert_string_equal(err, "model 'm' is defined twice");
     assert_int_equal(kinfer_models_count(ms), 1);
     assert_string_equal(kinfer_models_names(ms), "m");
@@ -303,9 +303,9 @@ struct fake {
 
 static struct fake fake_state;
 
-static enum kinfer_err fake_create(const struct kinfer_host *h,
-                                   const char *dir, const char *config,
-                                   void **model, char *err, size_t errsize)
+static enum kinfer_err fake_create(const struct kinfer_host *h, const char *dir,
+                                   const char *config, void **model, char *err,
+                                   size_t errsize)
 {
     (void)h;
     (void)dir;
@@ -317,8 +317,8 @@ static enum kinfer_err fake_create(const struct kinfer_host *h,
     return KINFER_OK;
 }
 
-static enum kinfer_err fake_infer(void *model,
-                                  struct kinfer_infer_item *items, size_t n)
+static enum kinfer_err fake_infer(void *model, struct kinfer_infer_item *items,
+                                  size_t n)
 {
     struct fake *f = model;
     f->calls++;
@@ -330,8 +330,8 @@ static enum kinfer_err fake_infer(void *model,
         items[0].outputs = h->alloc(sizeof *items[0].outputs);
         items[0].n_outputs = 1;
         int64_t shape[] = {3};
-        if (h->tensor_init(&items[0].outputs[0], "half", KINFER_DTYPE_FP64,
-                           1, shape) != KINFER_OK)
+        if (h->tensor_init(&items[0].outputs[0], "half", KINFER_DTYPE_FP64, 1,
+                           shape) != KINFER_OK)
             return KINFER_ERR_NOMEM;
         return KINFER_ERR_MODEL;
     }
@@ -377,9 +377,9 @@ static void test_add_backend_abi(void **state)
 
     /* Not registered: a model cannot name it. */
     err[0] = '\0';
-    assert_int_equal(kinfer_models_load(ms, "f", "fake", NULL, NULL, NULL,
-                                        err, sizeof err),
-                     KINFER_ERR_NOT_FOUND);
+    assert_int_equal(
+        kinfer_models_load(ms, "f", "fake", NULL, NULL, NULL, err, sizeof err),
+        KINFER_ERR_NOT_FOUND);
     assert_contains(err, "(known: scale, mlp, topk)");
 
     other.abi_version = 0;
@@ -394,13 +394,13 @@ static void test_add_backend_duplicate_and_incomplete(void **state)
     (void)state;
     struct kinfer_models *ms = models_new();
     char err[ERR_SIZE] = "";
-    assert_int_equal(kinfer_models_add_backend(ms, &fake_backend, err,
-                                               sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_models_add_backend(ms, &fake_backend, err, sizeof err),
+        KINFER_OK);
     err[0] = '\0';
-    assert_int_equal(kinfer_models_add_backend(ms, &fake_backend, err,
-                                               sizeof err),
-                     KINFER_ERR_INVALID);
+    assert_int_equal(
+        kinfer_models_add_backend(ms, &fake_backend, err, sizeof err),
+        KINFER_ERR_INVALID);
     assert_string_equal(err, "backend 'fake' is registered twice");
 
     /* A built-in's name is taken too, by another descriptor. */
@@ -424,14 +424,14 @@ static void test_add_backend_duplicate_and_incomplete(void **state)
 
     /* The registered one works, and is listed after the built-ins. */
     err[0] = '\0';
-    assert_int_equal(kinfer_models_load(ms, "f", "nope", NULL, NULL, NULL,
-                                        err, sizeof err),
-                     KINFER_ERR_NOT_FOUND);
+    assert_int_equal(
+        kinfer_models_load(ms, "f", "nope", NULL, NULL, NULL, err, sizeof err),
+        KINFER_ERR_NOT_FOUND);
     assert_contains(err, "(known: scale, mlp, topk, fake)");
     load_with(ms, "s", NULL);
-    assert_int_equal(kinfer_models_load(ms, "f", "fake", NULL, NULL, NULL,
-                                        err, sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_models_load(ms, "f", "fake", NULL, NULL, NULL, err, sizeof err),
+        KINFER_OK);
     assert_string_equal(kinfer_models_names(ms), "s, f");
     assert_int_equal(kinfer_model_index(kinfer_models_find(ms, "f")), 1);
     kinfer_models_free(ms);
@@ -442,11 +442,11 @@ static void test_create_failure_names_model(void **state)
     (void)state;
     struct kinfer_models *ms = models_new();
     char err[ERR_SIZE] = "";
-    assert_int_equal(kinfer_models_add_backend(ms, &fake_backend, err,
-                                               sizeof err),
-                     KINFER_OK);
-    assert_int_equal(kinfer_models_load(ms, "f", "fake", NULL, NULL,
-                                        "refuse", err, sizeof err),
+    assert_int_equal(
+        kinfer_models_add_backend(ms, &fake_backend, err, sizeof err),
+        KINFER_OK);
+    assert_int_equal(kinfer_models_load(ms, "f", "fake", NULL, NULL, "refuse",
+                                        err, sizeof err),
                      KINFER_ERR_MODEL);
     assert_string_equal(err, "model 'f' (backend fake): fake: refused on "
                              "purpose");
@@ -463,13 +463,13 @@ static void run_fake(enum fake_mode mode, struct kinfer_infer_item items[3],
     fake_state.mode = mode;
     struct kinfer_models *ms = models_new();
     char err[ERR_SIZE] = "";
-    assert_int_equal(kinfer_models_add_backend(ms, &fake_backend, err,
-                                               sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_models_add_backend(ms, &fake_backend, err, sizeof err),
+        KINFER_OK);
     const struct kinfer_model *m = NULL;
-    assert_int_equal(kinfer_models_load(ms, "f", "fake", NULL, NULL, NULL,
-                                        err, sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_models_load(ms, "f", "fake", NULL, NULL, NULL, err, sizeof err),
+        KINFER_OK);
     m = kinfer_models_find(ms, "f");
     decode(req, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],"
                 "\"datatype\":\"FP64\",\"data\":[1]}]}");
@@ -507,8 +507,7 @@ static void test_infer_no_outputs(void **state)
     run_fake(FAKE_NO_OUTPUTS, items, &req);
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(items[i].failed, 1);
-        assert_string_equal(items[i].error,
-                            "model 'f' returned no outputs");
+        assert_string_equal(items[i].error, "model 'f' returned no outputs");
     }
     kinfer_request_clear(&req);
 }
@@ -521,8 +520,7 @@ static void test_infer_failed_without_message(void **state)
     run_fake(FAKE_FAILED_BLANK, items, &req);
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(items[i].failed, 1);
-        assert_string_equal(items[i].error,
-                            "model 'f' failed on this request");
+        assert_string_equal(items[i].error, "model 'f' failed on this request");
     }
     kinfer_request_clear(&req);
 }
@@ -745,8 +743,7 @@ static void test_scale_hand_built_request(void **state)
     struct kinfer_models *ms = models_with_scale("s");
     struct kinfer_tensor in;
     int64_t shape[] = {2, 2};
-    assert_int_equal(kinfer_tensor_init(&in, "m", KINFER_DTYPE_INT64, 2,
-                                        shape),
+    assert_int_equal(kinfer_tensor_init(&in, "m", KINFER_DTYPE_INT64, 2, shape),
                      KINFER_OK);
     int64_t *d = in.data;
     d[0] = 1;
@@ -758,10 +755,8 @@ static void test_scale_hand_built_request(void **state)
                                   .number = 7,
                                   .is_integer = 1,
                                   .integer = 7};
-    struct kinfer_request req = {.params = &factor,
-                                 .n_params = 1,
-                                 .inputs = &in,
-                                 .n_inputs = 1};
+    struct kinfer_request req = {
+        .params = &factor, .n_params = 1, .inputs = &in, .n_inputs = 1};
     struct kinfer_infer_item it;
     infer_one(kinfer_models_find(ms, "s"), &req, &it);
     assert_output(&it, 0, "m", KINFER_DTYPE_INT64, 2, shape, 4);
@@ -804,8 +799,8 @@ static void test_describe(void **state)
     char err[ERR_SIZE] = "";
     assert_int_equal(kinfer_models_add_backend(ms, &d, err, sizeof err),
                      KINFER_OK);
-    assert_int_equal(kinfer_models_load(ms, "d", "described", NULL, NULL,
-                                        NULL, err, sizeof err),
+    assert_int_equal(kinfer_models_load(ms, "d", "described", NULL, NULL, NULL,
+                                        err, sizeof err),
                      KINFER_OK);
     kinfer_model_describe(kinfer_models_find(ms, "d"), buf, sizeof buf);
     assert_string_equal(buf, "x FP32 [-1,16] -> y INT64 [...]");

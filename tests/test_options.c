@@ -52,8 +52,8 @@ static struct kinfer_opts *parse_ok(char *const *argv, char *const *envp)
 {
     struct kinfer_opts *o = NULL;
     char err[ERRSIZE] = "untouched";
-    enum kinfer_err rc = kinfer_opts_parse(defs, NDEFS, count_args(argv),
-                                           argv, envp, &o, err, sizeof(err));
+    enum kinfer_err rc = kinfer_opts_parse(defs, NDEFS, count_args(argv), argv,
+                                           envp, &o, err, sizeof(err));
     if (rc != KINFER_OK)
         fail_msg("unexpected error %d: %s", (int)rc, err);
     assert_non_null(o);
@@ -61,13 +61,12 @@ static struct kinfer_opts *parse_ok(char *const *argv, char *const *envp)
     return o;
 }
 
-static void parse_fails(char *const *argv, char *const *envp,
-                        const char *want)
+static void parse_fails(char *const *argv, char *const *envp, const char *want)
 {
     struct kinfer_opts *o = NULL;
     char err[ERRSIZE] = "";
-    enum kinfer_err rc = kinfer_opts_parse(defs, NDEFS, count_args(argv),
-                                           argv, envp, &o, err, sizeof(err));
+    enum kinfer_err rc = kinfer_opts_parse(defs, NDEFS, count_args(argv), argv,
+                                           envp, &o, err, sizeof(err));
     assert_int_equal(rc, KINFER_ERR_CONFIG);
     assert_null(o);
     assert_string_equal(err, want);
@@ -158,10 +157,10 @@ static void test_env_beats_default(void **state)
     (void)state;
     /* Near-miss names must not match; the first duplicate wins, as with
      * getenv. */
-    struct kinfer_opts *o = parse_ok(
-        NOARGS, ENV("KINFER_THREADSX=9", "KINFER_THREAD=7", "OTHER=1",
-                    "KINFER_THREADS=8", "KINFER_VERBOSE=yes",
-                    "KINFER_TOPIC=first", "KINFER_TOPIC=second"));
+    struct kinfer_opts *o =
+        parse_ok(NOARGS, ENV("KINFER_THREADSX=9", "KINFER_THREAD=7", "OTHER=1",
+                             "KINFER_THREADS=8", "KINFER_VERBOSE=yes",
+                             "KINFER_TOPIC=first", "KINFER_TOPIC=second"));
     assert_int_equal(kinfer_opts_get_int(o, "threads"), 8);
     assert_string_equal(kinfer_opts_source(o, "threads"), "env");
     assert_int_equal(kinfer_opts_get_flag(o, "verbose"), 1);
@@ -189,8 +188,7 @@ static void test_file_beats_default(void **state)
 static void test_env_beats_file(void **state)
 {
     struct conf *c = conf_write(state, "threads = 16\nbrokers = filehost\n");
-    struct kinfer_opts *o =
-        parse_ok(ARGS(c->arg), ENV("KINFER_THREADS=8"));
+    struct kinfer_opts *o = parse_ok(ARGS(c->arg), ENV("KINFER_THREADS=8"));
     assert_int_equal(kinfer_opts_get_int(o, "threads"), 8);
     assert_string_equal(kinfer_opts_source(o, "threads"), "env");
     assert_string_equal(kinfer_opts_get(o, "brokers"), "filehost");
@@ -204,8 +202,7 @@ static void test_flag_beats_env_and_file(void **state)
                                        "verbose = false\n");
     struct kinfer_opts *o = parse_ok(
         ARGS(c->arg, "--threads", "4", "--topic", "flagtopic", "--verbose"),
-        ENV("KINFER_THREADS=8", "KINFER_TOPIC=envtopic",
-            "KINFER_VERBOSE=no"));
+        ENV("KINFER_THREADS=8", "KINFER_TOPIC=envtopic", "KINFER_VERBOSE=no"));
     assert_int_equal(kinfer_opts_get_int(o, "threads"), 4);
     assert_string_equal(kinfer_opts_source(o, "threads"), "flag");
     assert_string_equal(kinfer_opts_get(o, "topic"), "flagtopic");
@@ -238,8 +235,8 @@ static void test_config_flag_beats_config_env(void **state)
 {
     /* Only the file named by the flag is read. */
     struct conf *c = conf_write(state, "topic = requests\n");
-    struct kinfer_opts *o = parse_ok(
-        ARGS("--config", c->path), ENV("KINFER_CONFIG=/nonexistent/x.conf"));
+    struct kinfer_opts *o = parse_ok(ARGS("--config", c->path),
+                                     ENV("KINFER_CONFIG=/nonexistent/x.conf"));
     assert_string_equal(kinfer_opts_get(o, "topic"), "requests");
     kinfer_opts_free(o);
 }
@@ -247,10 +244,10 @@ static void test_config_flag_beats_config_env(void **state)
 static void test_long_forms(void **state)
 {
     (void)state;
-    struct kinfer_opts *o = parse_ok(
-        ARGS("--threads=5", "--brokers", "a:1,b:2", "--max-batch", "1",
-             "--max-batch=64", "--partition", "-1", "--topic=x=y"),
-        NULL);
+    struct kinfer_opts *o =
+        parse_ok(ARGS("--threads=5", "--brokers", "a:1,b:2", "--max-batch", "1",
+                      "--max-batch=64", "--partition", "-1", "--topic=x=y"),
+                 NULL);
     assert_int_equal(kinfer_opts_get_int(o, "threads"), 5);
     assert_string_equal(kinfer_opts_get(o, "brokers"), "a:1,b:2");
     assert_int_equal(kinfer_opts_get_int(o, "max-batch"), 64);
@@ -289,8 +286,7 @@ static void test_flags(void **state)
                 "KINFER_VERBOSE: expected true/false, 1/0 or yes/no, "
                 "got '2'");
     /* A flag takes no separate value, so the word after it is a stray. */
-    parse_fails(ARGS("--verbose", "true"), NULL,
-                "unexpected argument 'true'");
+    parse_fails(ARGS("--verbose", "true"), NULL, "unexpected argument 'true'");
 
     struct conf *c = conf_write(state, "verbose = yes\n");
     o = parse_ok(ARGS(c->arg), NULL);
@@ -302,15 +298,12 @@ static void test_kafka_order(void **state)
 {
     struct conf *c = conf_write(state, "linger.ms = 5\n"
                                        "  security.protocol\t=  plaintext \n");
-    struct kinfer_opts *o =
-        parse_ok(ARGS("-X", "acks=all", c->arg, "-Xlinger.ms=10", "-X",
-                      "client.id=a=b"),
-                 NULL);
+    struct kinfer_opts *o = parse_ok(
+        ARGS("-X", "acks=all", c->arg, "-Xlinger.ms=10", "-X", "client.id=a=b"),
+        NULL);
     static const char *const want[][2] = {
-        {"linger.ms", "5"},
-        {"security.protocol", "plaintext"},
-        {"acks", "all"},
-        {"linger.ms", "10"},
+        {"linger.ms", "5"},   {"security.protocol", "plaintext"},
+        {"acks", "all"},      {"linger.ms", "10"},
         {"client.id", "a=b"},
     };
     size_t n = sizeof(want) / sizeof(want[0]);
@@ -328,8 +321,7 @@ static void test_kafka_order(void **state)
 static void test_x_errors(void **state)
 {
     (void)state;
-    parse_fails(ARGS("-X", "foo"), NULL,
-                "-X: expected name=value, got 'foo'");
+    parse_fails(ARGS("-X", "foo"), NULL, "-X: expected name=value, got 'foo'");
     parse_fails(ARGS("-Xfoo"), NULL, "-X: expected name=value, got 'foo'");
     parse_fails(ARGS("-X", "=v"), NULL, "-X: expected name=value, got '=v'");
     parse_fails(ARGS("-X", "acks="), NULL,
@@ -349,8 +341,7 @@ static void test_argv_errors(void **state)
     parse_fails(ARGS("--brokers", "--threads", "3"), NULL,
                 "--brokers: missing value");
     parse_fails(ARGS("extra"), NULL, "unexpected argument 'extra'");
-    parse_fails(ARGS("--threads", "3", "-"), NULL,
-                "unexpected argument '-'");
+    parse_fails(ARGS("--threads", "3", "-"), NULL, "unexpected argument '-'");
     parse_fails(ARGS("--", "foo"), NULL, "unexpected argument 'foo'");
     parse_fails(ARGS("--help=1"), NULL, "--help: takes no value");
     parse_fails(ARGS("--brokers="), NULL,
@@ -393,8 +384,8 @@ static void test_int_errors_from_flag(void **state)
 {
     (void)state;
     static char *const bad[] = {
-        "abc", "0",   "1025", "99999999999999999999", " 5", "5 ",
-        "5x",  "",    "0x10", "1.5",                  "-3",
+        "abc",  "0",   "1025", "99999999999999999999", " 5", "5 ", "5x", "",
+        "0x10", "1.5", "-3",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char want[ERRSIZE];
@@ -571,9 +562,9 @@ static void test_bad_default(void **state)
     };
     struct kinfer_opts *o = NULL;
     char err[ERRSIZE];
-    assert_int_equal(kinfer_opts_parse(bad, 1, 1, NOARGS, NULL, &o, err,
-                                       sizeof(err)),
-                     KINFER_ERR_CONFIG);
+    assert_int_equal(
+        kinfer_opts_parse(bad, 1, 1, NOARGS, NULL, &o, err, sizeof(err)),
+        KINFER_ERR_CONFIG);
     assert_null(o);
     assert_string_equal(err, "default of --threads: expected an integer "
                              "from 1 to 4, got '0'");
@@ -585,12 +576,11 @@ static void test_small_error_buffer(void **state)
     struct kinfer_opts *o = NULL;
     char err[8];
     char *const *argv = ARGS("--thread");
-    assert_int_equal(kinfer_opts_parse(defs, NDEFS, 2, argv, NULL, &o, err,
-                                       sizeof(err)),
-                     KINFER_ERR_CONFIG);
+    assert_int_equal(
+        kinfer_opts_parse(defs, NDEFS, 2, argv, NULL, &o, err, sizeof(err)),
+        KINFER_ERR_CONFIG);
     assert_string_equal(err, "unknown");
-    assert_int_equal(kinfer_opts_parse(defs, NDEFS, 2, argv, NULL, &o, NULL,
-                                       0),
+    assert_int_equal(kinfer_opts_parse(defs, NDEFS, 2, argv, NULL, &o, NULL, 0),
                      KINFER_ERR_CONFIG);
     assert_null(o);
 }
@@ -667,13 +657,12 @@ int main(void)
                                         conf_setup, conf_teardown),
         cmocka_unit_test_setup_teardown(test_flag_beats_file, conf_setup,
                                         conf_teardown),
-        cmocka_unit_test_setup_teardown(test_config_path_from_env,
-                                        conf_setup, conf_teardown),
+        cmocka_unit_test_setup_teardown(test_config_path_from_env, conf_setup,
+                                        conf_teardown),
         cmocka_unit_test_setup_teardown(test_config_flag_beats_config_env,
                                         conf_setup, conf_teardown),
         cmocka_unit_test(test_long_forms),
-        cmocka_unit_test_setup_teardown(test_flags, conf_setup,
-                                        conf_teardown),
+        cmocka_unit_test_setup_teardown(test_flags, conf_setup, conf_teardown),
         cmocka_unit_test_setup_teardown(test_kafka_order, conf_setup,
                                         conf_teardown),
         cmocka_unit_test(test_x_errors),

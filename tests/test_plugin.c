@@ -62,8 +62,7 @@ static void expect_refusal(const char *path, enum kinfer_err code,
     const struct kinfer_backend *b = NULL;
     char err[1024], want[1024];
     assert_int_equal(kinfer_plugins_new(&ps), KINFER_OK);
-    assert_int_equal(kinfer_plugins_load(ps, path, &b, err, sizeof err),
-                     code);
+    assert_int_equal(kinfer_plugins_load(ps, path, &b, err, sizeof err), code);
     assert_null(b);
     assert_int_equal(kinfer_plugins_count(ps), 0);
     snprintf(want, sizeof want, "plugin %s: %s", path, reason);
@@ -190,8 +189,8 @@ static void decode(const char *text, struct kinfer_request *req)
 {
     char err[512];
     memset(req, 0, sizeof *req);
-    if (kinfer_request_decode(text, strlen(text), NULL, req, err,
-                              sizeof err) != KINFER_OK)
+    if (kinfer_request_decode(text, strlen(text), NULL, req, err, sizeof err) !=
+        KINFER_OK)
         fail_msg("codec refused %s: %s", text, err);
 }
 
@@ -211,8 +210,8 @@ static int decode_expected(struct kinfer_request *reqs, size_t n, char *why,
 
 /* 0 when the outputs of it match want (an OIP "outputs" array); else a
  * reason in why.  Not cmocka asserts: this also runs on other threads. */
-static int outputs_match(const struct kinfer_infer_item *it,
-                         const json_t *want, char *why, size_t whysize)
+static int outputs_match(const struct kinfer_infer_item *it, const json_t *want,
+                         char *why, size_t whysize)
 {
     if (it->failed) {
         snprintf(why, whysize, "item failed: %s", it->error);
@@ -227,17 +226,15 @@ static int outputs_match(const struct kinfer_infer_item *it,
         const struct kinfer_tensor *t = &it->outputs[o];
         const json_t *w = json_array_get(want, o);
         const char *name = json_string_value(json_object_get(w, "name"));
-        const char *dtype =
-            json_string_value(json_object_get(w, "datatype"));
+        const char *dtype = json_string_value(json_object_get(w, "datatype"));
         const json_t *shape = json_object_get(w, "shape");
         const json_t *data = json_object_get(w, "data");
         if (strcmp(t->name, name) != 0 ||
             strcmp(kinfer_dtype_name(t->dtype), dtype) != 0 ||
             (size_t)t->ndim != json_array_size(shape) ||
             t->count != json_array_size(data)) {
-            snprintf(why, whysize, "output %zu: got %s %s ndim %d count %zu",
-                     o, t->name, kinfer_dtype_name(t->dtype), t->ndim,
-                     t->count);
+            snprintf(why, whysize, "output %zu: got %s %s ndim %d count %zu", o,
+                     t->name, kinfer_dtype_name(t->dtype), t->ndim, t->count);
             return -1;
         }
         for (int d = 0; d < t->ndim; d++)
@@ -257,16 +254,15 @@ static int outputs_match(const struct kinfer_infer_item *it,
                 if (b->len != len ||
                     (len > 0 && memcmp(b->data, s, len) != 0)) {
                     snprintf(why, whysize, "%s[%zu] = \"%.*s\", want \"%s\"",
-                             name, i, (int)b->len,
-                             b->data ? b->data : "", s);
+                             name, i, (int)b->len, b->data ? b->data : "", s);
                     return -1;
                 }
             } else {
                 double got = ((const float *)t->data)[i];
                 double want_p = json_number_value(e);
                 if (!(fabs(got - want_p) <= PROB_TOLERANCE)) {
-                    snprintf(why, whysize, "%s[%zu] = %.7g, want %.7g",
-                             name, i, got, want_p);
+                    snprintf(why, whysize, "%s[%zu] = %.7g, want %.7g", name, i,
+                             got, want_p);
                     return -1;
                 }
             }
@@ -513,8 +509,7 @@ static void expect_create_error(const char *config, const char *reason)
                      KINFER_ERR_MODEL);
     assert_null(kinfer_models_find(models, "bad"));
     expand_dir(expanded, sizeof expanded, reason, dir);
-    snprintf(want, sizeof want, "model 'bad' (backend fasttext): %s",
-             expanded);
+    snprintf(want, sizeof want, "model 'bad' (backend fasttext): %s", expanded);
     assert_string_equal(err, want);
     free(dir);
 }
@@ -574,7 +569,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_create_errors),
     };
     int failed = cmocka_run_group_tests(refusals, NULL, NULL);
-    failed += cmocka_run_group_tests(fasttext, setup_fasttext,
-                                     teardown_fasttext);
+    failed +=
+        cmocka_run_group_tests(fasttext, setup_fasttext, teardown_fasttext);
     return failed;
 }

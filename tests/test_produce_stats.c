@@ -98,9 +98,17 @@ static void test_summary_await_text_and_json(void **state)
     for (int i = 0; i < 100; i++)
         lat[i] = (i + 1) * 1000;
     struct kprod_summary s = {
-        .sent = 100, .failed = 0, .awaited = 1, .answered = 100,
-        .errors = 3, .wrong = 1, .missing = 0, .duplicates = 2,
-        .seconds = 2.0, .lat_us = lat, .n_lat = 100,
+        .sent = 100,
+        .failed = 0,
+        .awaited = 1,
+        .answered = 100,
+        .errors = 3,
+        .wrong = 1,
+        .missing = 0,
+        .duplicates = 2,
+        .seconds = 2.0,
+        .lat_us = lat,
+        .n_lat = 100,
     };
     char *text = print_summary(&s, 0);
     assert_string_equal(
@@ -112,12 +120,11 @@ static void test_summary_await_text_and_json(void **state)
 
     char *json = print_summary(&s, 1);
     assert_string_equal(
-        json,
-        "{\"sent\":100,\"delivery_failures\":0,\"answered\":100,"
-        "\"errors\":3,\"wrong\":1,\"missing\":0,\"duplicates\":2,"
-        "\"seconds\":2.000000,\"throughput\":50.000,"
-        "\"latency_ms\":{\"p50\":50.000,\"p95\":95.000,\"p99\":99.000,"
-        "\"max\":100.000},\"interrupted\":false}\n");
+        json, "{\"sent\":100,\"delivery_failures\":0,\"answered\":100,"
+              "\"errors\":3,\"wrong\":1,\"missing\":0,\"duplicates\":2,"
+              "\"seconds\":2.000000,\"throughput\":50.000,"
+              "\"latency_ms\":{\"p50\":50.000,\"p95\":95.000,\"p99\":99.000,"
+              "\"max\":100.000},\"interrupted\":false}\n");
     free(json);
 }
 
@@ -125,7 +132,10 @@ static void test_summary_send_only_and_failures(void **state)
 {
     (void)state;
     struct kprod_summary s = {
-        .sent = 10, .failed = 2, .seconds = 0.5, .interrupted = 1,
+        .sent = 10,
+        .failed = 2,
+        .seconds = 0.5,
+        .interrupted = 1,
     };
     char *text = print_summary(&s, 0);
     assert_string_equal(text, "sent 10\n"
@@ -143,10 +153,9 @@ static void test_summary_send_only_and_failures(void **state)
     struct kprod_summary none = {.sent = 3, .awaited = 1, .missing = 3};
     text = print_summary(&none, 0);
     assert_string_equal(
-        text,
-        "sent 3  answered 0  errors 0  wrong 0  missing 3  duplicates 0\n"
-        "throughput 0.0 req/s over 0.00 s\n"
-        "latency ms  none\n");
+        text, "sent 3  answered 0  errors 0  wrong 0  missing 3  duplicates 0\n"
+              "throughput 0.0 req/s over 0.00 s\n"
+              "latency ms  none\n");
     free(text);
     json = print_summary(&none, 1);
     assert_non_null(strstr(json, "\"latency_ms\":null"));
@@ -283,8 +292,8 @@ static int file_with(const void *data, size_t len)
     return fd;
 }
 
-static void expect_line(struct kprod_lines *r, const char *want,
-                        size_t wantlen, uint64_t wantno)
+static void expect_line(struct kprod_lines *r, const char *want, size_t wantlen,
+                        uint64_t wantno)
 {
     const char *line;
     size_t len;
@@ -315,8 +324,8 @@ static void test_lines_byte_for_byte(void **state)
     struct kprod_lines *r = kprod_lines_new(fd, 100);
     expect_line(r, "{\"id\":\"a\"}", 10, 1);
     expect_line(r, "", 0, 2);
-    expect_line(r, "x\0y\r", 4, 3);   /* NUL and CR kept */
-    expect_line(r, "last", 4, 4);     /* no trailing newline */
+    expect_line(r, "x\0y\r", 4, 3); /* NUL and CR kept */
+    expect_line(r, "last", 4, 4);   /* no trailing newline */
     expect_eof(r);
     kprod_lines_free(r);
     kprod_lines_free(NULL);
@@ -413,8 +422,7 @@ static void test_request_key(void **state)
     expect_key("[\"id\"]", "id", 7, "line-7", 6);
     expect_key("not json", "id", 8, "line-8", 6);
     expect_key("{\"id\":\"a\"} trailing", "id", 9, "line-9", 6);
-    expect_key("{\"id\":\"a\"", "id", 12345678901ULL, "line-12345678901",
-               16);
+    expect_key("{\"id\":\"a\"", "id", 12345678901ULL, "line-12345678901", 16);
 }
 
 /* --- synthetic requests ------------------------------------------------ */
@@ -441,8 +449,8 @@ static void test_gen_values(void **state)
 /* The worker's own decoder reads what kinfer-produce generates. */
 static void check_generated(int fp64, size_t dim, double factor)
 {
-    struct kprod_gen g = {.runid = "r1d", .dim = dim, .factor = factor,
-                          .fp64 = fp64};
+    struct kprod_gen g = {
+        .runid = "r1d", .dim = dim, .factor = factor, .fp64 = fp64};
     size_t size = kprod_gen_max_size(&g);
     char *buf = malloc(size);
     assert_non_null(buf);
@@ -457,9 +465,9 @@ static void check_generated(int fp64, size_t dim, double factor)
     struct kinfer_request req;
     char err[256] = "";
     memset(&req, 0, sizeof req);
-    assert_int_equal(kinfer_request_decode(buf, len, NULL, &req, err,
-                                           sizeof err),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_request_decode(buf, len, NULL, &req, err, sizeof err),
+        KINFER_OK);
     assert_string_equal(req.id, "gen-r1d-42");
     assert_string_equal(req.model_name, "scale");
     const struct kinfer_param *f = kinfer_request_param(&req, "factor");
@@ -515,9 +523,9 @@ static char *encoded_result(const struct kprod_gen *g, uint64_t index,
     }
     char *out = NULL;
     size_t outlen = 0;
-    assert_int_equal(kinfer_result_encode("id", "scale", NULL, &t, 1, &out,
-                                          &outlen),
-                     KINFER_OK);
+    assert_int_equal(
+        kinfer_result_encode("id", "scale", NULL, &t, 1, &out, &outlen),
+        KINFER_OK);
     kinfer_tensor_clear(&t);
     char *s = malloc(outlen + 1);
     assert_non_null(s);
@@ -532,8 +540,7 @@ static void test_result_check_values(void **state)
     (void)state;
     char why[256];
     struct kprod_gen g32 = {.runid = "r", .dim = 16, .factor = 0.1};
-    struct kprod_gen g64 = {.runid = "r", .dim = 16, .factor = 0.1,
-                            .fp64 = 1};
+    struct kprod_gen g64 = {.runid = "r", .dim = 16, .factor = 0.1, .fp64 = 1};
 
     char *s = encoded_result(&g32, 5, 1.0);
     assert_int_equal(check(s, &g32, 5, why), KPROD_RESULT_OK);
@@ -578,10 +585,9 @@ static void test_result_check_shapes(void **state)
     snprintf(nested, sizeof nested,
              "{\"outputs\":[{\"data\":[[%.17g],[%.17g]]}]}", a, b);
     snprintf(short_, sizeof short_, "{\"outputs\":[{\"data\":[%.17g]}]}", a);
-    snprintf(long_, sizeof long_,
-             "{\"outputs\":[{\"data\":[%.17g,%.17g,1]}]}", a, b);
-    snprintf(nan_, sizeof nan_,
-             "{\"outputs\":[{\"data\":[%.17g,\"x\"]}]}", a);
+    snprintf(long_, sizeof long_, "{\"outputs\":[{\"data\":[%.17g,%.17g,1]}]}",
+             a, b);
+    snprintf(nan_, sizeof nan_, "{\"outputs\":[{\"data\":[%.17g,\"x\"]}]}", a);
 
     assert_int_equal(check(ok, &g, 0, why), KPROD_RESULT_OK);
     assert_int_equal(check(nested, &g, 0, why), KPROD_RESULT_OK);
@@ -591,15 +597,14 @@ static void test_result_check_shapes(void **state)
     assert_string_equal(why, "outputs[0].data: 3 values, expected 2");
     assert_int_equal(check(nan_, &g, 0, why), KPROD_RESULT_WRONG);
     assert_string_equal(why, "outputs[0].data[1]: not a number");
-    assert_int_equal(check("{\"outputs\":[]}", &g, 0, why),
-                     KPROD_RESULT_WRONG);
+    assert_int_equal(check("{\"outputs\":[]}", &g, 0, why), KPROD_RESULT_WRONG);
     assert_string_equal(why, "no outputs[0].data array");
     assert_int_equal(check("{}", &g, 0, why), KPROD_RESULT_WRONG);
 
     /* Error results are errors whatever else they hold. */
-    assert_int_equal(check("{\"id\":\"x\",\"error\":\"bad shape\"}", &g, 0,
-                           why),
-                     KPROD_RESULT_ERROR);
+    assert_int_equal(
+        check("{\"id\":\"x\",\"error\":\"bad shape\"}", &g, 0, why),
+        KPROD_RESULT_ERROR);
     assert_string_equal(why, "bad shape");
     assert_int_equal(check("{\"error\":\"e\"}", NULL, -1, why),
                      KPROD_RESULT_ERROR);
@@ -613,8 +618,7 @@ static void test_result_check_shapes(void **state)
     assert_string_equal(why, "result is not a JSON object");
     assert_int_equal(kprod_result_check("", 0, NULL, -1, why, sizeof why),
                      KPROD_RESULT_WRONG);
-    assert_int_equal(check("{\"outputs\":[]}", NULL, -1, why),
-                     KPROD_RESULT_OK);
+    assert_int_equal(check("{\"outputs\":[]}", NULL, -1, why), KPROD_RESULT_OK);
 }
 
 int main(void)

@@ -137,8 +137,8 @@ static int name_cmp(const void *a, const void *b)
 
 /* The message rc/got must match expected (an `error` file's text);
  * prefix is the case directory, which messages start with. */
-static void check_message(const char *name, const char *prefix,
-                          const char *got, char *expected)
+static void check_message(const char *name, const char *prefix, const char *got,
+                          char *expected)
 {
     size_t len = strlen(expected);
     while (len > 0 && expected[len - 1] == '\n')
@@ -146,8 +146,8 @@ static void check_message(const char *name, const char *prefix,
 
     size_t plen = strlen(prefix);
     if (strncmp(got, prefix, plen) != 0 || got[plen] != '/')
-        fail_msg("case %s: message does not start with the repo path: %s",
-                 name, got);
+        fail_msg("case %s: message does not start with the repo path: %s", name,
+                 got);
     got += plen + 1;
 
     int as_prefix = len >= 3 && strcmp(expected + len - 3, "...") == 0;
@@ -272,12 +272,11 @@ static void test_missing_repo(void **state)
     (void)state;
     struct kinfer_models *ms = models_with_probe();
     char err[512];
-    assert_int_equal(kinfer_repo_load(ms, "/nonexistent/kinfer-models", err,
-                                      sizeof err),
-                     KINFER_ERR_IO);
-    assert_string_equal(err,
-                        "/nonexistent/kinfer-models: No such file or "
-                        "directory");
+    assert_int_equal(
+        kinfer_repo_load(ms, "/nonexistent/kinfer-models", err, sizeof err),
+        KINFER_ERR_IO);
+    assert_string_equal(err, "/nonexistent/kinfer-models: No such file or "
+                             "directory");
     kinfer_models_free(ms);
 }
 

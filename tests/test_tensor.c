@@ -34,8 +34,10 @@ static void test_dtype_names_round_trip(void **state)
         const char *name;
         size_t size;
     } all[] = {
-        {KINFER_DTYPE_BOOL, "BOOL", 1},   {KINFER_DTYPE_INT32, "INT32", 4},
-        {KINFER_DTYPE_INT64, "INT64", 8}, {KINFER_DTYPE_FP32, "FP32", 4},
+        {KINFER_DTYPE_BOOL, "BOOL", 1},
+        {KINFER_DTYPE_INT32, "INT32", 4},
+        {KINFER_DTYPE_INT64, "INT64", 8},
+        {KINFER_DTYPE_FP32, "FP32", 4},
         {KINFER_DTYPE_FP64, "FP64", 8},
         {KINFER_DTYPE_BYTES, "BYTES", sizeof(struct kinfer_bytes)},
     };
@@ -47,11 +49,10 @@ static void test_dtype_names_round_trip(void **state)
     assert_string_equal(kinfer_dtype_name(KINFER_DTYPE_INVALID), "INVALID");
     assert_string_equal(kinfer_dtype_name((enum kinfer_dtype)99), "INVALID");
     assert_int_equal(kinfer_dtype_size(KINFER_DTYPE_INVALID), 0);
-    static const char *const bad[] = {"fp32", "FP16", "FP8", "", "INVALID",
-                                      "FP32 ", "BYTE"};
+    static const char *const bad[] = {"fp32",    "FP16",  "FP8", "",
+                                      "INVALID", "FP32 ", "BYTE"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(kinfer_dtype_from_name(bad[i]),
-                         KINFER_DTYPE_INVALID);
+        assert_int_equal(kinfer_dtype_from_name(bad[i]), KINFER_DTYPE_INVALID);
     assert_int_equal(kinfer_dtype_from_name(NULL), KINFER_DTYPE_INVALID);
 }
 
@@ -112,9 +113,8 @@ static void test_invalid_arguments(void **state)
     assert_int_equal(kinfer_tensor_init(&t, "x", KINFER_DTYPE_INVALID, 2, ok),
                      KINFER_ERR_INVALID);
     assert_true(tensor_is_empty(&t));
-    assert_int_equal(
-        kinfer_tensor_init(&t, "x", (enum kinfer_dtype)42, 2, ok),
-        KINFER_ERR_INVALID);
+    assert_int_equal(kinfer_tensor_init(&t, "x", (enum kinfer_dtype)42, 2, ok),
+                     KINFER_ERR_INVALID);
     assert_int_equal(kinfer_tensor_init(&t, "x", KINFER_DTYPE_FP32, -1, ok),
                      KINFER_ERR_INVALID);
     assert_int_equal(kinfer_tensor_init(&t, "x", KINFER_DTYPE_FP32, 9, nine),

@@ -14,9 +14,8 @@
 #include "safetensors.h"
 
 enum kinfer_err kinfer_ml_config_parse(const char *backend,
-                                       const char *config_json,
-                                       json_t **root, char *err,
-                                       size_t errsize)
+                                       const char *config_json, json_t **root,
+                                       char *err, size_t errsize)
 {
     json_error_t jerr;
     json_t *r;
@@ -27,9 +26,10 @@ enum kinfer_err kinfer_ml_config_parse(const char *backend,
     }
     r = json_loads(config_json, JSON_REJECT_DUPLICATES, &jerr);
     if (r == NULL) {
-        snprintf(err, errsize, "%s: config.json is not valid JSON: %s "
-                 "(line %d, column %d)", backend, jerr.text, jerr.line,
-                 jerr.column);
+        snprintf(err, errsize,
+                 "%s: config.json is not valid JSON: %s "
+                 "(line %d, column %d)",
+                 backend, jerr.text, jerr.line, jerr.column);
         return KINFER_ERR_CONFIG;
     }
     if (!json_is_object(r)) {
@@ -42,10 +42,10 @@ enum kinfer_err kinfer_ml_config_parse(const char *backend,
     return KINFER_OK;
 }
 
-enum kinfer_err kinfer_ml_config_string(const char *backend,
-                                        const json_t *obj, const char *key,
-                                        const char *def, const char **out,
-                                        char *err, size_t errsize)
+enum kinfer_err kinfer_ml_config_string(const char *backend, const json_t *obj,
+                                        const char *key, const char *def,
+                                        const char **out, char *err,
+                                        size_t errsize)
 {
     const json_t *v = json_object_get(obj, key);
 
@@ -54,8 +54,10 @@ enum kinfer_err kinfer_ml_config_string(const char *backend,
         return KINFER_OK;
     }
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        snprintf(err, errsize, "%s: config \"%s\" must be a non-empty "
-                 "string", backend, key);
+        snprintf(err, errsize,
+                 "%s: config \"%s\" must be a non-empty "
+                 "string",
+                 backend, key);
         return KINFER_ERR_CONFIG;
     }
     *out = json_string_value(v);
@@ -65,8 +67,7 @@ enum kinfer_err kinfer_ml_config_string(const char *backend,
 enum kinfer_err kinfer_ml_config_int(const char *backend, const json_t *obj,
                                      const char *key, long long def,
                                      long long min, long long max,
-                                     long long *out, char *err,
-                                     size_t errsize)
+                                     long long *out, char *err, size_t errsize)
 {
     const json_t *v = json_object_get(obj, key);
 
@@ -76,8 +77,10 @@ enum kinfer_err kinfer_ml_config_int(const char *backend, const json_t *obj,
     }
     if (!json_is_integer(v) || json_integer_value(v) < min ||
         json_integer_value(v) > max) {
-        snprintf(err, errsize, "%s: config \"%s\" must be an integer in "
-                 "[%lld, %lld]", backend, key, min, max);
+        snprintf(err, errsize,
+                 "%s: config \"%s\" must be an integer in "
+                 "[%lld, %lld]",
+                 backend, key, min, max);
         return KINFER_ERR_CONFIG;
     }
     *out = json_integer_value(v);
@@ -94,8 +97,10 @@ enum kinfer_err kinfer_ml_path_join(const char *backend, const char *dir,
     if (file[0] == '/') {
         p = strdup(file);
     } else if (dir == NULL) {
-        snprintf(err, errsize, "%s: \"%s\" is relative but the model has "
-                 "no directory", backend, file);
+        snprintf(err, errsize,
+                 "%s: \"%s\" is relative but the model has "
+                 "no directory",
+                 backend, file);
         return KINFER_ERR_CONFIG;
     } else {
         len = strlen(dir) + 1 + strlen(file) + 1;
@@ -128,8 +133,8 @@ enum kinfer_err kinfer_ml_path_join(const char *backend, const char *dir,
  * variant the call sets the OpenMP team size instead; the advice is the
  * same.  The setting is process-wide: the last model loaded wins, and a
  * differing value is logged. */
-void kinfer_ml_blas_threads(const struct kinfer_host *host,
-                            const char *backend, long long threads)
+void kinfer_ml_blas_threads(const struct kinfer_host *host, const char *backend,
+                            long long threads)
 {
     static const char *const kinds[] = {"sequential", "pthread", "openmp"};
     int parallel = openblas_get_parallel();
@@ -138,8 +143,10 @@ void kinfer_ml_blas_threads(const struct kinfer_host *host,
     if (before != (int)threads) {
         openblas_set_num_threads((int)threads);
         if (before != 1 && host->log != NULL)
-            host->log(KINFER_LOG_DEBUG, "%s: OpenBLAS threads per call "
-                      "%d -> %lld", backend, before, threads);
+            host->log(KINFER_LOG_DEBUG,
+                      "%s: OpenBLAS threads per call "
+                      "%d -> %lld",
+                      backend, before, threads);
     }
     if (host->log != NULL)
         host->log(KINFER_LOG_INFO, "%s: %s (%s), %d thread(s) per BLAS call",
@@ -148,8 +155,7 @@ void kinfer_ml_blas_threads(const struct kinfer_host *host,
                   openblas_get_num_threads());
 }
 
-void kinfer_ml_item_fail(struct kinfer_infer_item *item, const char *fmt,
-                         ...)
+void kinfer_ml_item_fail(struct kinfer_infer_item *item, const char *fmt, ...)
 {
     va_list ap;
 
@@ -159,8 +165,8 @@ void kinfer_ml_item_fail(struct kinfer_infer_item *item, const char *fmt,
     va_end(ap);
 }
 
-const struct kinfer_tensor *
-kinfer_ml_input(const struct kinfer_request *req, const char *name)
+const struct kinfer_tensor *kinfer_ml_input(const struct kinfer_request *req,
+                                            const char *name)
 {
     for (size_t i = 0; i < req->n_inputs; i++)
         if (req->inputs[i].name != NULL &&
@@ -182,13 +188,20 @@ enum kinfer_err kinfer_ml_outputs(const struct kinfer_host *host,
 static const char *ml_dtype_name(enum kinfer_dtype d)
 {
     switch (d) {
-    case KINFER_DTYPE_BOOL: return "BOOL";
-    case KINFER_DTYPE_INT32: return "INT32";
-    case KINFER_DTYPE_INT64: return "INT64";
-    case KINFER_DTYPE_FP32: return "FP32";
-    case KINFER_DTYPE_FP64: return "FP64";
-    case KINFER_DTYPE_BYTES: return "BYTES";
-    case KINFER_DTYPE_INVALID: break;
+    case KINFER_DTYPE_BOOL:
+        return "BOOL";
+    case KINFER_DTYPE_INT32:
+        return "INT32";
+    case KINFER_DTYPE_INT64:
+        return "INT64";
+    case KINFER_DTYPE_FP32:
+        return "FP32";
+    case KINFER_DTYPE_FP64:
+        return "FP64";
+    case KINFER_DTYPE_BYTES:
+        return "BYTES";
+    case KINFER_DTYPE_INVALID:
+        break;
     }
     return "INVALID";
 }
@@ -203,8 +216,8 @@ char *kinfer_ml_tensor_desc(const struct kinfer_tensor *t, char *buf,
     return buf;
 }
 
-int kinfer_ml_load_floats(float *dst, const void *src,
-                          enum kinfer_dtype dtype, size_t n)
+int kinfer_ml_load_floats(float *dst, const void *src, enum kinfer_dtype dtype,
+                          size_t n)
 {
     if (dtype == KINFER_DTYPE_FP32) {
         memcpy(dst, src, n * sizeof *dst);

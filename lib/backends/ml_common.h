@@ -28,25 +28,23 @@
  * KINFER_OK *root is a new reference the caller releases with
  * json_decref. */
 enum kinfer_err kinfer_ml_config_parse(const char *backend,
-                                       const char *config_json,
-                                       json_t **root, char *err,
-                                       size_t errsize);
+                                       const char *config_json, json_t **root,
+                                       char *err, size_t errsize);
 
 /* Read the optional string field key of obj into *out (borrowed from
  * obj); def when absent.  KINFER_ERR_CONFIG when present but not a
  * non-empty string. */
-enum kinfer_err kinfer_ml_config_string(const char *backend,
-                                        const json_t *obj, const char *key,
-                                        const char *def, const char **out,
-                                        char *err, size_t errsize);
+enum kinfer_err kinfer_ml_config_string(const char *backend, const json_t *obj,
+                                        const char *key, const char *def,
+                                        const char **out, char *err,
+                                        size_t errsize);
 
 /* Read the optional integer field key of obj into *out, def when absent.
  * KINFER_ERR_CONFIG when present but not an integer in [min, max]. */
 enum kinfer_err kinfer_ml_config_int(const char *backend, const json_t *obj,
                                      const char *key, long long def,
                                      long long min, long long max,
-                                     long long *out, char *err,
-                                     size_t errsize);
+                                     long long *out, char *err, size_t errsize);
 
 /* dir + "/" + file, or file itself when it is absolute.  dir NULL with a
  * relative file is a config error.  On KINFER_OK *out is malloc'd. */
@@ -56,16 +54,16 @@ enum kinfer_err kinfer_ml_path_join(const char *backend, const char *dir,
 
 /* Apply the OpenBLAS thread policy: threads per BLAS call (config field
  * "blas_threads", default 1).  See ml_common.c for why 1. */
-void kinfer_ml_blas_threads(const struct kinfer_host *host,
-                            const char *backend, long long threads);
+void kinfer_ml_blas_threads(const struct kinfer_host *host, const char *backend,
+                            long long threads);
 
 /* Mark item failed with a formatted message. */
-void kinfer_ml_item_fail(struct kinfer_infer_item *item, const char *fmt,
-                         ...) __attribute__((format(printf, 2, 3)));
+void kinfer_ml_item_fail(struct kinfer_infer_item *item, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The input tensor called name, or NULL.  Borrowed from req. */
-const struct kinfer_tensor *
-kinfer_ml_input(const struct kinfer_request *req, const char *name);
+const struct kinfer_tensor *kinfer_ml_input(const struct kinfer_request *req,
+                                            const char *name);
 
 /* Attach n zeroed output tensors to item (host->alloc).  kinfer frees
  * them, even when the item is later marked failed: a backend has no way
@@ -79,8 +77,8 @@ char *kinfer_ml_tensor_desc(const struct kinfer_tensor *t, char *buf,
 
 /* Copy n elements of an FP32 or FP64 source to dst as float.  Returns 0
  * when a value is not finite in FP32 (an FP64 value out of range, say). */
-int kinfer_ml_load_floats(float *dst, const void *src,
-                          enum kinfer_dtype dtype, size_t n);
+int kinfer_ml_load_floats(float *dst, const void *src, enum kinfer_dtype dtype,
+                          size_t n);
 
 /* 1 when all of x[0..n) are finite. */
 int kinfer_ml_all_finite(const float *x, size_t n);

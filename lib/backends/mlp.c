@@ -68,9 +68,9 @@ enum mlp_act {
 };
 
 static const char *const mlp_act_names[] = {
-    [MLP_ACT_NONE] = "none",       [MLP_ACT_RELU] = "relu",
-    [MLP_ACT_TANH] = "tanh",       [MLP_ACT_SIGMOID] = "sigmoid",
-    [MLP_ACT_GELU] = "gelu",       [MLP_ACT_GELU_TANH] = "gelu_tanh",
+    [MLP_ACT_NONE] = "none", [MLP_ACT_RELU] = "relu",
+    [MLP_ACT_TANH] = "tanh", [MLP_ACT_SIGMOID] = "sigmoid",
+    [MLP_ACT_GELU] = "gelu", [MLP_ACT_GELU_TANH] = "gelu_tanh",
 };
 
 struct mlp_layer {
@@ -89,10 +89,10 @@ struct mlp_model {
     struct mlp_layer *layers;
     size_t n_layers;
     int softmax;
-    int n_in;        /* features of a request row */
-    int n_out;       /* features of a result row */
-    int max_width;   /* widest activation, input included */
-    size_t scratch;  /* bytes of scratch one call may use */
+    int n_in;                        /* features of a request row */
+    int n_out;                       /* features of a result row */
+    int max_width;                   /* widest activation, input included */
+    size_t scratch;                  /* bytes of scratch one call may use */
     struct kinfer_tensor_desc io[2]; /* input, output: for describe */
 };
 
@@ -111,34 +111,38 @@ static void mlp_destroy(void *model)
 
 /* Find the F32 tensor name of the expected rank in the weights file. */
 static enum kinfer_err mlp_tensor(const struct mlp_model *m, size_t li,
-                                  const char *role, const char *name,
-                                  int ndim, const struct kinfer_st_tensor **out,
+                                  const char *role, const char *name, int ndim,
+                                  const struct kinfer_st_tensor **out,
                                   char *err, size_t errsize)
 {
     const struct kinfer_st_tensor *t = kinfer_st_find(m->st, name);
     char shape[96];
 
     if (t == NULL) {
-        snprintf(err, errsize, MLP ": layers[%zu].%s: no tensor \"%s\" in "
-                 "%s", li, role, name, kinfer_st_path(m->st));
+        snprintf(err, errsize,
+                 MLP ": layers[%zu].%s: no tensor \"%s\" in "
+                     "%s",
+                 li, role, name, kinfer_st_path(m->st));
         return KINFER_ERR_CONFIG;
     }
     if (t->dtype != KINFER_ST_F32 || t->ndim != ndim) {
-        snprintf(err, errsize, MLP ": layers[%zu].%s: tensor \"%s\" is %s "
-                 "%s; expected F32 of rank %d", li, role, name,
-                 kinfer_st_dtype_name(t->dtype),
+        snprintf(err, errsize,
+                 MLP ": layers[%zu].%s: tensor \"%s\" is %s "
+                     "%s; expected F32 of rank %d",
+                 li, role, name, kinfer_st_dtype_name(t->dtype),
                  kinfer_st_shape_str(t->shape, t->ndim, shape, sizeof shape),
                  ndim);
         return KINFER_ERR_CONFIG;
     }
     for (int d = 0; d < ndim; d++) {
         if (t->shape[d] < 1 || t->shape[d] > INT_MAX) {
-            snprintf(err, errsize, MLP ": layers[%zu].%s: tensor \"%s\" "
-                     "has shape %s; every dimension must be in [1, %d]", li,
-                     role, name,
-                     kinfer_st_shape_str(t->shape, t->ndim, shape,
-                                         sizeof shape),
-                     INT_MAX);
+            snprintf(
+                err, errsize,
+                MLP ": layers[%zu].%s: tensor \"%s\" "
+                    "has shape %s; every dimension must be in [1, %d]",
+                li, role, name,
+                kinfer_st_shape_str(t->shape, t->ndim, shape, sizeof shape),
+                INT_MAX);
             return KINFER_ERR_CONFIG;
         }
     }
@@ -160,11 +164,14 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
         snprintf(err, errsize, MLP ": layers[%zu] must be an object", li);
         return KINFER_ERR_CONFIG;
     }
-    json_object_foreach((json_t *)jl, key, v) {
+    json_object_foreach((json_t *)jl, key, v)
+    {
         if (strcmp(key, "weight") != 0 && strcmp(key, "bias") != 0 &&
             strcmp(key, "activation") != 0) {
-            snprintf(err, errsize, MLP ": layers[%zu]: unknown key \"%s\" "
-                     "(expected weight, bias, activation)", li, key);
+            snprintf(err, errsize,
+                     MLP ": layers[%zu]: unknown key \"%s\" "
+                         "(expected weight, bias, activation)",
+                     li, key);
             return KINFER_ERR_CONFIG;
         }
     }
@@ -172,12 +179,14 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
     jb = json_object_get(jl, "bias");
     ja = json_object_get(jl, "activation");
     if (!json_is_string(jw)) {
-        snprintf(err, errsize, MLP ": layers[%zu].weight must be a tensor "
-                 "name", li);
+        snprintf(err, errsize,
+                 MLP ": layers[%zu].weight must be a tensor "
+                     "name",
+                 li);
         return KINFER_ERR_CONFIG;
     }
-    rc = mlp_tensor(m, li, "weight", json_string_value(jw), 2, &w, err,
-                    errsize);
+    rc =
+        mlp_tensor(m, li, "weight", json_string_value(jw), 2, &w, err, errsize);
     if (rc != KINFER_OK)
         return rc;
     l->w = w->data;
@@ -186,8 +195,10 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
 
     if (jb != NULL && !json_is_null(jb)) {
         if (!json_is_string(jb)) {
-            snprintf(err, errsize, MLP ": layers[%zu].bias must be a tensor "
-                     "name or null", li);
+            snprintf(err, errsize,
+                     MLP ": layers[%zu].bias must be a tensor "
+                         "name or null",
+                     li);
             return KINFER_ERR_CONFIG;
         }
         rc = mlp_tensor(m, li, "bias", json_string_value(jb), 1, &b, err,
@@ -195,9 +206,10 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
         if (rc != KINFER_OK)
             return rc;
         if (b->shape[0] != l->out) {
-            snprintf(err, errsize, MLP ": layers[%zu]: bias \"%s\" has %lld "
-                     "elements but weight \"%s\" has %d outputs", li,
-                     b->name, (long long)b->shape[0], w->name, l->out);
+            snprintf(err, errsize,
+                     MLP ": layers[%zu]: bias \"%s\" has %lld "
+                         "elements but weight \"%s\" has %d outputs",
+                     li, b->name, (long long)b->shape[0], w->name, l->out);
             return KINFER_ERR_CONFIG;
         }
         l->b = b->data;
@@ -212,17 +224,20 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
                 strcmp(json_string_value(ja), mlp_act_names[a]) == 0)
                 break;
         if (a == na) {
-            snprintf(err, errsize, MLP ": layers[%zu].activation must be "
-                     "one of relu, tanh, sigmoid, gelu, gelu_tanh, none", li);
+            snprintf(err, errsize,
+                     MLP ": layers[%zu].activation must be "
+                         "one of relu, tanh, sigmoid, gelu, gelu_tanh, none",
+                     li);
             return KINFER_ERR_CONFIG;
         }
         l->act = (enum mlp_act)a;
     }
 
     if (li > 0 && l->in != m->layers[li - 1].out) {
-        snprintf(err, errsize, MLP ": layers[%zu]: weight \"%s\" takes %d "
-                 "inputs but layers[%zu] gives %d outputs", li, w->name,
-                 l->in, li - 1, m->layers[li - 1].out);
+        snprintf(err, errsize,
+                 MLP ": layers[%zu]: weight \"%s\" takes %d "
+                     "inputs but layers[%zu] gives %d outputs",
+                 li, w->name, l->in, li - 1, m->layers[li - 1].out);
         return KINFER_ERR_CONFIG;
     }
     return KINFER_OK;
@@ -250,37 +265,39 @@ static enum kinfer_err mlp_create(const struct kinfer_host *host,
     rc = kinfer_ml_config_string(MLP, root, "weights", NULL, &weights, err,
                                  errsize);
     if (rc == KINFER_OK && weights == NULL) {
-        snprintf(err, errsize, MLP ": config needs \"weights\" (a "
-                 "safetensors file)");
+        snprintf(err, errsize,
+                 MLP ": config needs \"weights\" (a "
+                     "safetensors file)");
         rc = KINFER_ERR_CONFIG;
     }
     if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(MLP, root, "input", "input", &input,
-                                     err, errsize);
+        rc = kinfer_ml_config_string(MLP, root, "input", "input", &input, err,
+                                     errsize);
     if (rc == KINFER_OK)
         rc = kinfer_ml_config_string(MLP, root, "output", "output", &output,
                                      err, errsize);
     if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(MLP, root, "blas_threads", 1, 1, 64,
-                                  &threads, err, errsize);
+        rc = kinfer_ml_config_int(MLP, root, "blas_threads", 1, 1, 64, &threads,
+                                  err, errsize);
     if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(MLP, root, "scratch_bytes",
-                                  (long long)KINFER_ML_SCRATCH_BYTES, 1,
-                                  KINFER_ML_SCRATCH_MAX, &scratch, err,
-                                  errsize);
+        rc = kinfer_ml_config_int(
+            MLP, root, "scratch_bytes", (long long)KINFER_ML_SCRATCH_BYTES, 1,
+            KINFER_ML_SCRATCH_MAX, &scratch, err, errsize);
     if (rc != KINFER_OK)
         goto fail;
     jsoft = json_object_get(root, "softmax");
     if (jsoft != NULL && !json_is_boolean(jsoft)) {
-        snprintf(err, errsize, MLP ": config \"softmax\" must be true or "
-                 "false");
+        snprintf(err, errsize,
+                 MLP ": config \"softmax\" must be true or "
+                     "false");
         rc = KINFER_ERR_CONFIG;
         goto fail;
     }
     jlayers = json_object_get(root, "layers");
     if (!json_is_array(jlayers) || json_array_size(jlayers) == 0) {
-        snprintf(err, errsize, MLP ": config needs \"layers\": a non-empty "
-                 "array of {weight, bias, activation}");
+        snprintf(err, errsize,
+                 MLP ": config needs \"layers\": a non-empty "
+                     "array of {weight, bias, activation}");
         rc = KINFER_ERR_CONFIG;
         goto fail;
     }
@@ -309,8 +326,7 @@ static enum kinfer_err mlp_create(const struct kinfer_host *host,
         goto fail;
     }
     for (size_t i = 0; i < m->n_layers; i++) {
-        rc = mlp_parse_layer(m, i, json_array_get(jlayers, i), err,
-                             errsize);
+        rc = mlp_parse_layer(m, i, json_array_get(jlayers, i), err, errsize);
         if (rc != KINFER_OK)
             goto fail;
     }
@@ -354,15 +370,18 @@ static size_t mlp_prepare(const struct mlp_model *m,
     int ndim;
 
     if (x == NULL) {
-        kinfer_ml_item_fail(item, "model needs input \"%s\" (FP32 [n,%d] or "
-                            "[%d])", m->input, m->n_in, m->n_in);
+        kinfer_ml_item_fail(item,
+                            "model needs input \"%s\" (FP32 [n,%d] or "
+                            "[%d])",
+                            m->input, m->n_in, m->n_in);
         return 0;
     }
     if ((x->dtype != KINFER_DTYPE_FP32 && x->dtype != KINFER_DTYPE_FP64) ||
         (x->ndim != 1 && x->ndim != 2) || x->shape[x->ndim - 1] != m->n_in) {
-        kinfer_ml_item_fail(item, "input \"%s\": expected FP32 or FP64 of "
-                            "shape [n,%d] or [%d], got %s", m->input,
-                            m->n_in, m->n_in,
+        kinfer_ml_item_fail(item,
+                            "input \"%s\": expected FP32 or FP64 of "
+                            "shape [n,%d] or [%d], got %s",
+                            m->input, m->n_in, m->n_in,
                             kinfer_ml_tensor_desc(x, desc, sizeof desc));
         return 0;
     }
@@ -378,9 +397,10 @@ static size_t mlp_prepare(const struct mlp_model *m,
             double v = ((const double *)x->data)[i];
 
             if (!(fabs(v) <= FLT_MAX)) {
-                kinfer_ml_item_fail(item, "input \"%s\": FP64 value %g is "
-                                    "not representable in FP32", m->input,
-                                    v);
+                kinfer_ml_item_fail(item,
+                                    "input \"%s\": FP64 value %g is "
+                                    "not representable in FP32",
+                                    m->input, v);
                 return 0;
             }
         }
@@ -402,9 +422,12 @@ static size_t mlp_prepare(const struct mlp_model *m,
 static float mlp_activate(enum mlp_act act, float x)
 {
     switch (act) {
-    case MLP_ACT_NONE: return x;
-    case MLP_ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case MLP_ACT_TANH: return tanhf(x);
+    case MLP_ACT_NONE:
+        return x;
+    case MLP_ACT_RELU:
+        return x > 0.0f ? x : 0.0f;
+    case MLP_ACT_TANH:
+        return tanhf(x);
     case MLP_ACT_SIGMOID:
         /* Written so exp never overflows. */
         if (x >= 0.0f)
@@ -422,8 +445,8 @@ static float mlp_activate(enum mlp_act act, float x)
 }
 
 /* y[rows, l->out] = act(x[rows, l->in] W^T + b). */
-static void mlp_layer_run(const struct mlp_layer *l, const float *x,
-                          float *y, size_t rows)
+static void mlp_layer_run(const struct mlp_layer *l, const float *x, float *y,
+                          size_t rows)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, l->out,
                 l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
@@ -458,8 +481,8 @@ static void mlp_softmax(float *y, size_t rows, int width)
  * buf, or out (dir 1) from buf to the outputs. */
 static void mlp_move_rows(const struct mlp_model *m,
                           struct kinfer_infer_item *items, size_t n,
-                          const size_t *start, const size_t *rows,
-                          size_t r0, size_t r1, float *buf, int out)
+                          const size_t *start, const size_t *rows, size_t r0,
+                          size_t r1, float *buf, int out)
 {
     for (size_t i = 0; i < n; i++) {
         size_t lo = start[i] > r0 ? start[i] : r0;
@@ -477,10 +500,10 @@ static void mlp_move_rows(const struct mlp_model *m,
             const struct kinfer_tensor *x =
                 kinfer_ml_input(items[i].request, m->input);
             size_t off = (lo - start[i]) * w;
-            const void *src = x->dtype == KINFER_DTYPE_FP32
-                                  ? (const void *)((const float *)x->data + off)
-                                  : (const void *)((const double *)x->data +
-                                                   off);
+            const void *src =
+                x->dtype == KINFER_DTYPE_FP32
+                    ? (const void *)((const float *)x->data + off)
+                    : (const void *)((const double *)x->data + off);
 
             /* Finiteness was checked in mlp_prepare. */
             (void)kinfer_ml_load_floats(b, src, x->dtype, (hi - lo) * w);
@@ -548,10 +571,10 @@ static enum kinfer_err mlp_infer(void *model, struct kinfer_infer_item *items,
 
     /* Huge weights or inputs can overflow; JSON has no inf or NaN. */
     for (size_t i = 0; i < n; i++) {
-        if (rows[i] != 0 &&
-            !kinfer_ml_all_finite(items[i].outputs[0].data,
-                                  items[i].outputs[0].count))
-            kinfer_ml_item_fail(&items[i], "output \"%s\" is not finite "
+        if (rows[i] != 0 && !kinfer_ml_all_finite(items[i].outputs[0].data,
+                                                  items[i].outputs[0].count))
+            kinfer_ml_item_fail(&items[i],
+                                "output \"%s\" is not finite "
                                 "(input values too large for this model?)",
                                 m->output);
     }
@@ -568,12 +591,14 @@ out:
 static enum kinfer_err mlp_describe(void *model, struct kinfer_model_io *io)
 {
     struct mlp_model *m = model;
-    m->io[0] = (struct kinfer_tensor_desc){
-        .name = m->input, .dtype = KINFER_DTYPE_FP32, .ndim = 2,
-        .shape = {-1, m->n_in}};
-    m->io[1] = (struct kinfer_tensor_desc){
-        .name = m->output, .dtype = KINFER_DTYPE_FP32, .ndim = 2,
-        .shape = {-1, m->n_out}};
+    m->io[0] = (struct kinfer_tensor_desc){.name = m->input,
+                                           .dtype = KINFER_DTYPE_FP32,
+                                           .ndim = 2,
+                                           .shape = {-1, m->n_in}};
+    m->io[1] = (struct kinfer_tensor_desc){.name = m->output,
+                                           .dtype = KINFER_DTYPE_FP32,
+                                           .ndim = 2,
+                                           .shape = {-1, m->n_out}};
     io->inputs = &m->io[0];
     io->n_inputs = 1;
     io->outputs = &m->io[1];

@@ -23,11 +23,11 @@
  * to it is what kinfer_st_find hands out. */
 struct st_item {
     struct kinfer_st_tensor t;
-    char *name;       /* owned */
-    int64_t *shape;   /* owned, [t.ndim] (NULL when ndim == 0) */
-    uint64_t begin;   /* data_offsets, relative to the data area */
+    char *name;     /* owned */
+    int64_t *shape; /* owned, [t.ndim] (NULL when ndim == 0) */
+    uint64_t begin; /* data_offsets, relative to the data area */
     uint64_t end;
-    void *copy;       /* owned aligned copy, or NULL when t.data maps */
+    void *copy; /* owned aligned copy, or NULL when t.data maps */
 };
 
 struct kinfer_st {
@@ -36,7 +36,7 @@ struct kinfer_st {
     size_t map_len;
     struct st_item *items; /* [n], sorted by name */
     size_t n;
-    char **meta;           /* [2 * n_meta]: key, value, key, value ... */
+    char **meta; /* [2 * n_meta]: key, value, key, value ... */
     size_t n_meta;
 };
 
@@ -187,17 +187,22 @@ static enum kinfer_err st_parse_metadata(struct kinfer_st *st,
     size_t i = 0;
 
     if (!json_is_object(meta)) {
-        st_err(err, errsize, "%s: \"__metadata__\" must be an object of "
-               "strings", st->path);
+        st_err(err, errsize,
+               "%s: \"__metadata__\" must be an object of "
+               "strings",
+               st->path);
         return KINFER_ERR_INVALID;
     }
     st->meta = calloc(2 * json_object_size(meta) + 1, sizeof *st->meta);
     if (st->meta == NULL)
         return KINFER_ERR_NOMEM;
-    json_object_foreach((json_t *)meta, key, val) {
+    json_object_foreach((json_t *)meta, key, val)
+    {
         if (!json_is_string(val)) {
-            st_err(err, errsize, "%s: \"__metadata__\" entry \"%s\" must "
-                   "be a string", st->path, key);
+            st_err(err, errsize,
+                   "%s: \"__metadata__\" entry \"%s\" must "
+                   "be a string",
+                   st->path, key);
             return KINFER_ERR_INVALID;
         }
         st->meta[2 * i] = strdup(key);
@@ -229,13 +234,17 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
         return KINFER_ERR_NOMEM;
     it->t.name = it->name;
     if (!json_is_object(desc)) {
-        st_err(err, errsize, "%s: tensor \"%s\": entry must be an object "
-               "with dtype, shape and data_offsets", st->path, name);
+        st_err(err, errsize,
+               "%s: tensor \"%s\": entry must be an object "
+               "with dtype, shape and data_offsets",
+               st->path, name);
         return KINFER_ERR_INVALID;
     }
     if (!json_is_string(jdtype)) {
-        st_err(err, errsize, "%s: tensor \"%s\": \"dtype\" must be a "
-               "string", st->path, name);
+        st_err(err, errsize,
+               "%s: tensor \"%s\": \"dtype\" must be a "
+               "string",
+               st->path, name);
         return KINFER_ERR_INVALID;
     }
     if (!st_dtype_from_name(json_string_value(jdtype), &it->t.dtype)) {
@@ -246,8 +255,10 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
     esize = kinfer_st_dtype_size(it->t.dtype);
 
     if (!json_is_array(jshape)) {
-        st_err(err, errsize, "%s: tensor \"%s\": \"shape\" must be an "
-               "array of non-negative integers", st->path, name);
+        st_err(err, errsize,
+               "%s: tensor \"%s\": \"shape\" must be an "
+               "array of non-negative integers",
+               st->path, name);
         return KINFER_ERR_INVALID;
     }
     it->t.ndim = (int)json_array_size(jshape);
@@ -260,8 +271,10 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
         uint64_t dim = st_uint(json_array_get(jshape, (size_t)d), &ok);
 
         if (!ok || dim > INT64_MAX) {
-            st_err(err, errsize, "%s: tensor \"%s\": \"shape\" must be an "
-                   "array of non-negative integers", st->path, name);
+            st_err(err, errsize,
+                   "%s: tensor \"%s\": \"shape\" must be an "
+                   "array of non-negative integers",
+                   st->path, name);
             return KINFER_ERR_INVALID;
         }
         it->shape[d] = (int64_t)dim;
@@ -275,17 +288,20 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
         uint64_t dim = (uint64_t)it->shape[d];
 
         if (dim > SIZE_MAX / count) {
-            st_err(err, errsize, "%s: tensor \"%s\": shape %s overflows "
-                   "the element count", st->path, name,
-                   kinfer_st_shape_str(it->shape, it->t.ndim, shp,
-                                       sizeof shp));
+            st_err(err, errsize,
+                   "%s: tensor \"%s\": shape %s overflows "
+                   "the element count",
+                   st->path, name,
+                   kinfer_st_shape_str(it->shape, it->t.ndim, shp, sizeof shp));
             return KINFER_ERR_INVALID;
         }
         count *= (size_t)dim;
     }
     if (count > SIZE_MAX / esize) {
-        st_err(err, errsize, "%s: tensor \"%s\": shape %s of %s overflows "
-               "the byte count", st->path, name,
+        st_err(err, errsize,
+               "%s: tensor \"%s\": shape %s of %s overflows "
+               "the byte count",
+               st->path, name,
                kinfer_st_shape_str(it->shape, it->t.ndim, shp, sizeof shp),
                kinfer_st_dtype_name(it->t.dtype));
         return KINFER_ERR_INVALID;
@@ -296,35 +312,43 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
     it->t.nbytes = nbytes;
 
     if (!json_is_array(joff) || json_array_size(joff) != 2) {
-        st_err(err, errsize, "%s: tensor \"%s\": \"data_offsets\" must be "
-               "[begin, end]", st->path, name);
+        st_err(err, errsize,
+               "%s: tensor \"%s\": \"data_offsets\" must be "
+               "[begin, end]",
+               st->path, name);
         return KINFER_ERR_INVALID;
     }
     it->begin = st_uint(json_array_get(joff, 0), &ok);
     if (ok)
         it->end = st_uint(json_array_get(joff, 1), &ok);
     if (!ok) {
-        st_err(err, errsize, "%s: tensor \"%s\": \"data_offsets\" must be "
-               "two non-negative integers", st->path, name);
+        st_err(err, errsize,
+               "%s: tensor \"%s\": \"data_offsets\" must be "
+               "two non-negative integers",
+               st->path, name);
         return KINFER_ERR_INVALID;
     }
     if (it->end < it->begin) {
-        st_err(err, errsize, "%s: tensor \"%s\": data_offsets [%llu, %llu] "
-               "end before begin", st->path, name,
-               (unsigned long long)it->begin, (unsigned long long)it->end);
+        st_err(err, errsize,
+               "%s: tensor \"%s\": data_offsets [%llu, %llu] "
+               "end before begin",
+               st->path, name, (unsigned long long)it->begin,
+               (unsigned long long)it->end);
         return KINFER_ERR_INVALID;
     }
     if (it->end > data_len) {
-        st_err(err, errsize, "%s: tensor \"%s\": data_offsets [%llu, %llu] "
-               "run past the end of the %llu-byte data area", st->path,
-               name, (unsigned long long)it->begin,
+        st_err(err, errsize,
+               "%s: tensor \"%s\": data_offsets [%llu, %llu] "
+               "run past the end of the %llu-byte data area",
+               st->path, name, (unsigned long long)it->begin,
                (unsigned long long)it->end, (unsigned long long)data_len);
         return KINFER_ERR_INVALID;
     }
     if (it->end - it->begin != nbytes) {
-        st_err(err, errsize, "%s: tensor \"%s\": data_offsets [%llu, %llu] "
-               "hold %llu bytes but shape %s of %s needs %zu", st->path,
-               name, (unsigned long long)it->begin,
+        st_err(err, errsize,
+               "%s: tensor \"%s\": data_offsets [%llu, %llu] "
+               "hold %llu bytes but shape %s of %s needs %zu",
+               st->path, name, (unsigned long long)it->begin,
                (unsigned long long)it->end,
                (unsigned long long)(it->end - it->begin),
                kinfer_st_shape_str(it->shape, it->t.ndim, shp, sizeof shp),
@@ -337,9 +361,8 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
 /* The tensors must tile [0, data_len) exactly, as the reference reader
  * demands: no overlap (two tensors aliasing bytes), no hole and nothing
  * trailing (bytes no tensor describes). */
-static enum kinfer_err st_check_layout(struct kinfer_st *st,
-                                       uint64_t data_len, char *err,
-                                       size_t errsize)
+static enum kinfer_err st_check_layout(struct kinfer_st *st, uint64_t data_len,
+                                       char *err, size_t errsize)
 {
     struct st_item **order;
     uint64_t pos = 0;
@@ -348,8 +371,10 @@ static enum kinfer_err st_check_layout(struct kinfer_st *st,
 
     if (st->n == 0) {
         if (data_len != 0) {
-            st_err(err, errsize, "%s: %llu bytes of data but no tensor "
-                   "describes them", st->path, (unsigned long long)data_len);
+            st_err(err, errsize,
+                   "%s: %llu bytes of data but no tensor "
+                   "describes them",
+                   st->path, (unsigned long long)data_len);
             return KINFER_ERR_INVALID;
         }
         return KINFER_OK;
@@ -364,18 +389,20 @@ static enum kinfer_err st_check_layout(struct kinfer_st *st,
         const struct st_item *it = order[i];
 
         if (it->begin < pos) {
-            st_err(err, errsize, "%s: tensor \"%s\": data_offsets [%llu, "
-                   "%llu] overlap tensor \"%s\"", st->path, it->name,
-                   (unsigned long long)it->begin, (unsigned long long)it->end,
-                   prev);
+            st_err(err, errsize,
+                   "%s: tensor \"%s\": data_offsets [%llu, "
+                   "%llu] overlap tensor \"%s\"",
+                   st->path, it->name, (unsigned long long)it->begin,
+                   (unsigned long long)it->end, prev);
             rc = KINFER_ERR_INVALID;
             goto out;
         }
         if (it->begin > pos) {
-            st_err(err, errsize, "%s: data bytes [%llu, %llu) belong to no "
-                   "tensor (a hole before tensor \"%s\")", st->path,
-                   (unsigned long long)pos, (unsigned long long)it->begin,
-                   it->name);
+            st_err(err, errsize,
+                   "%s: data bytes [%llu, %llu) belong to no "
+                   "tensor (a hole before tensor \"%s\")",
+                   st->path, (unsigned long long)pos,
+                   (unsigned long long)it->begin, it->name);
             rc = KINFER_ERR_INVALID;
             goto out;
         }
@@ -383,9 +410,10 @@ static enum kinfer_err st_check_layout(struct kinfer_st *st,
         prev = it->name;
     }
     if (pos != data_len) {
-        st_err(err, errsize, "%s: data bytes [%llu, %llu) belong to no "
-               "tensor (trailing bytes after the last tensor)", st->path,
-               (unsigned long long)pos, (unsigned long long)data_len);
+        st_err(err, errsize,
+               "%s: data bytes [%llu, %llu) belong to no "
+               "tensor (trailing bytes after the last tensor)",
+               st->path, (unsigned long long)pos, (unsigned long long)data_len);
         rc = KINFER_ERR_INVALID;
     }
 out:
@@ -423,8 +451,7 @@ static enum kinfer_err st_place_data(struct kinfer_st *st,
 }
 
 /* Parse and validate the mapped file. */
-static enum kinfer_err st_parse(struct kinfer_st *st, char *err,
-                                size_t errsize)
+static enum kinfer_err st_parse(struct kinfer_st *st, char *err, size_t errsize)
 {
     const unsigned char *buf = st->map;
     uint64_t hlen = 0, data_len;
@@ -438,28 +465,35 @@ static enum kinfer_err st_parse(struct kinfer_st *st, char *err,
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | buf[i];
     if (hlen > KINFER_ST_MAX_HEADER) {
-        st_err(err, errsize, "%s: header length %llu is over the %llu-byte "
-               "limit", st->path, (unsigned long long)hlen,
+        st_err(err, errsize,
+               "%s: header length %llu is over the %llu-byte "
+               "limit",
+               st->path, (unsigned long long)hlen,
                (unsigned long long)KINFER_ST_MAX_HEADER);
         return KINFER_ERR_TOO_LARGE;
     }
     if (hlen > st->map_len - 8) {
-        st_err(err, errsize, "%s: header length %llu runs past the end of "
-               "the %zu-byte file", st->path, (unsigned long long)hlen,
-               st->map_len);
+        st_err(err, errsize,
+               "%s: header length %llu runs past the end of "
+               "the %zu-byte file",
+               st->path, (unsigned long long)hlen, st->map_len);
         return KINFER_ERR_INVALID;
     }
     if (hlen == 0 || buf[8] != '{') {
-        st_err(err, errsize, "%s: header is not a JSON object (it must "
-               "start with '{')", st->path);
+        st_err(err, errsize,
+               "%s: header is not a JSON object (it must "
+               "start with '{')",
+               st->path);
         return KINFER_ERR_INVALID;
     }
     data_len = st->map_len - 8 - hlen;
     root = json_loadb((const char *)buf + 8, (size_t)hlen,
                       JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        st_err(err, errsize, "%s: header is not valid JSON: %s (at byte "
-               "%d)", st->path, jerr.text, jerr.position);
+        st_err(err, errsize,
+               "%s: header is not valid JSON: %s (at byte "
+               "%d)",
+               st->path, jerr.text, jerr.position);
         return KINFER_ERR_INVALID;
     }
     if (!json_is_object(root)) {
@@ -474,13 +508,14 @@ static enum kinfer_err st_parse(struct kinfer_st *st, char *err,
         rc = KINFER_ERR_NOMEM;
         goto out;
     }
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         if (strcmp(key, "__metadata__") == 0) {
             rc = st_parse_metadata(st, val, err, errsize);
         } else {
             /* Count the item first so close frees what it owns. */
-            rc = st_parse_tensor(st, &st->items[st->n++], key, val,
-                                 data_len, err, errsize);
+            rc = st_parse_tensor(st, &st->items[st->n++], key, val, data_len,
+                                 err, errsize);
         }
         if (rc != KINFER_OK)
             goto out;
@@ -530,8 +565,10 @@ enum kinfer_err kinfer_st_open(const char *path, struct kinfer_st **out,
         goto fail;
     }
     if (sb.st_size < 8) {
-        st_err(err, errsize, "%s: file is %lld bytes, shorter than the "
-               "8-byte header length", path, (long long)sb.st_size);
+        st_err(err, errsize,
+               "%s: file is %lld bytes, shorter than the "
+               "8-byte header length",
+               path, (long long)sb.st_size);
         close(fd);
         rc = KINFER_ERR_INVALID;
         goto fail;

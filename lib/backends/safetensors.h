@@ -59,14 +59,14 @@ enum kinfer_st_dtype {
 struct kinfer_st_tensor {
     const char *name;
     enum kinfer_st_dtype dtype;
-    int ndim;              /* 0 for a scalar */
-    const int64_t *shape;  /* [ndim] */
-    size_t count;          /* product of shape (1 for a scalar) */
+    int ndim;             /* 0 for a scalar */
+    const int64_t *shape; /* [ndim] */
+    size_t count;         /* product of shape (1 for a scalar) */
     /* count elements, aligned to the element size: either inside the
      * mapping or, when the file placed the tensor at a misaligned
      * offset, in a copy made once at open. */
     const void *data;
-    size_t nbytes;         /* count * element size */
+    size_t nbytes; /* count * element size */
 };
 
 struct kinfer_st;

@@ -74,7 +74,7 @@ struct topk_model {
     char *exclude; /* owned */
     size_t k_default;
     size_t max_k;
-    size_t scratch; /* bytes of scratch one call may use */
+    size_t scratch;                  /* bytes of scratch one call may use */
     struct kinfer_tensor_desc io[4]; /* query, exclude; items, scores */
 };
 
@@ -91,13 +91,13 @@ struct topk_req {
 /* One query row of the block being scored: a heap that lives in the
  * request's output row. */
 struct topk_row {
-    float *score;      /* [k] */
-    int64_t *id;       /* [k] */
+    float *score; /* [k] */
+    int64_t *id;  /* [k] */
     size_t k;
     size_t size;
     const int64_t *excl;
     size_t n_excl;
-    size_t req;        /* index of the request in the batch */
+    size_t req; /* index of the request in the batch */
 };
 
 static void topk_destroy(void *model)
@@ -112,8 +112,8 @@ static void topk_destroy(void *model)
     free(m);
 }
 
-static enum kinfer_err topk_matrix(const struct topk_model *m,
-                                   const char *key, const char *name,
+static enum kinfer_err topk_matrix(const struct topk_model *m, const char *key,
+                                   const char *name,
                                    const struct kinfer_st_tensor **out,
                                    char *err, size_t errsize)
 {
@@ -121,21 +121,22 @@ static enum kinfer_err topk_matrix(const struct topk_model *m,
     char shape[96];
 
     if (t == NULL) {
-        snprintf(err, errsize, TOPK ": %s: no tensor \"%s\" in %s", key,
-                 name, kinfer_st_path(m->st));
+        snprintf(err, errsize, TOPK ": %s: no tensor \"%s\" in %s", key, name,
+                 kinfer_st_path(m->st));
         return KINFER_ERR_CONFIG;
     }
     kinfer_st_shape_str(t->shape, t->ndim, shape, sizeof shape);
     if (t->dtype != KINFER_ST_F32 || t->ndim != 2 || t->shape[0] < 1 ||
         t->shape[1] < 1 || t->shape[1] > INT_MAX) {
-        snprintf(err, errsize, TOPK ": %s: tensor \"%s\" is %s %s; expected "
-                 "F32 [rows, dim] with rows, dim >= 1", key, name,
-                 kinfer_st_dtype_name(t->dtype), shape);
+        snprintf(err, errsize,
+                 TOPK ": %s: tensor \"%s\" is %s %s; expected "
+                      "F32 [rows, dim] with rows, dim >= 1",
+                 key, name, kinfer_st_dtype_name(t->dtype), shape);
         return KINFER_ERR_CONFIG;
     }
     if (!kinfer_ml_all_finite(t->data, t->count)) {
-        snprintf(err, errsize, TOPK ": %s: tensor \"%s\" holds inf or NaN",
-                 key, name);
+        snprintf(err, errsize, TOPK ": %s: tensor \"%s\" holds inf or NaN", key,
+                 name);
         return KINFER_ERR_CONFIG;
     }
     *out = t;
@@ -164,8 +165,9 @@ static enum kinfer_err topk_create(const struct kinfer_host *host,
     rc = kinfer_ml_config_string(TOPK, root, "weights", NULL, &weights, err,
                                  errsize);
     if (rc == KINFER_OK && weights == NULL) {
-        snprintf(err, errsize, TOPK ": config needs \"weights\" (a "
-                 "safetensors file)");
+        snprintf(err, errsize,
+                 TOPK ": config needs \"weights\" (a "
+                      "safetensors file)");
         rc = KINFER_ERR_CONFIG;
     }
     if (rc == KINFER_OK)
@@ -175,8 +177,8 @@ static enum kinfer_err topk_create(const struct kinfer_host *host,
         rc = kinfer_ml_config_string(TOPK, root, "user_embeddings", NULL,
                                      &users, err, errsize);
     if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(TOPK, root, "input", "input", &input,
-                                     err, errsize);
+        rc = kinfer_ml_config_string(TOPK, root, "input", "input", &input, err,
+                                     errsize);
     if (rc == KINFER_OK)
         rc = kinfer_ml_config_string(TOPK, root, "exclude_input", "exclude",
                                      &exclude, err, errsize);
@@ -184,15 +186,15 @@ static enum kinfer_err topk_create(const struct kinfer_host *host,
         rc = kinfer_ml_config_int(TOPK, root, "blas_threads", 1, 1, 64,
                                   &threads, err, errsize);
     if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(TOPK, root, "scratch_bytes",
-                                  (long long)KINFER_ML_SCRATCH_BYTES, 1,
-                                  KINFER_ML_SCRATCH_MAX, &scratch, err,
-                                  errsize);
+        rc = kinfer_ml_config_int(
+            TOPK, root, "scratch_bytes", (long long)KINFER_ML_SCRATCH_BYTES, 1,
+            KINFER_ML_SCRATCH_MAX, &scratch, err, errsize);
     if (rc != KINFER_OK)
         goto fail;
     if (strcmp(input, exclude) == 0) {
-        snprintf(err, errsize, TOPK ": \"input\" and \"exclude_input\" must "
-                 "differ");
+        snprintf(err, errsize,
+                 TOPK ": \"input\" and \"exclude_input\" must "
+                      "differ");
         rc = KINFER_ERR_CONFIG;
         goto fail;
     }
@@ -227,9 +229,10 @@ static enum kinfer_err topk_create(const struct kinfer_host *host,
         if (rc != KINFER_OK)
             goto fail;
         if (tu->shape[1] != m->dim) {
-            snprintf(err, errsize, TOPK ": user_embeddings \"%s\" has dim "
-                     "%lld but item_embeddings \"%s\" has dim %d", users,
-                     (long long)tu->shape[1], items, m->dim);
+            snprintf(err, errsize,
+                     TOPK ": user_embeddings \"%s\" has dim "
+                          "%lld but item_embeddings \"%s\" has dim %d",
+                     users, (long long)tu->shape[1], items, m->dim);
             rc = KINFER_ERR_CONFIG;
             goto fail;
         }
@@ -241,9 +244,8 @@ static enum kinfer_err topk_create(const struct kinfer_host *host,
                               m->n_items < 1000 ? (long long)m->n_items : 1000,
                               1, (long long)m->n_items, &max_k, err, errsize);
     if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(TOPK, root, "k",
-                                  max_k < 10 ? max_k : 10, 1, max_k, &k, err,
-                                  errsize);
+        rc = kinfer_ml_config_int(TOPK, root, "k", max_k < 10 ? max_k : 10, 1,
+                                  max_k, &k, err, errsize);
     if (rc != KINFER_OK)
         goto fail;
     m->k_default = (size_t)k;
@@ -251,9 +253,10 @@ static enum kinfer_err topk_create(const struct kinfer_host *host,
 
     kinfer_ml_blas_threads(host, TOPK, threads);
     if (host->log != NULL)
-        host->log(KINFER_LOG_INFO, TOPK ": %s: %zu items, %zu users, dim %d, "
-                  "k %zu (max %zu)", path, m->n_items, m->n_users, m->dim,
-                  m->k_default, m->max_k);
+        host->log(KINFER_LOG_INFO,
+                  TOPK ": %s: %zu items, %zu users, dim %d, "
+                       "k %zu (max %zu)",
+                  path, m->n_items, m->n_users, m->dim, m->k_default, m->max_k);
     free(path);
     json_decref(root);
     *model = m;
@@ -303,8 +306,10 @@ static size_t topk_param_k(const struct topk_model *m,
             continue;
         if (p->kind != KINFER_PARAM_NUMBER ||
             (!p->is_integer && p->number != floor(p->number))) {
-            kinfer_ml_item_fail(item, "parameter \"k\" must be an integer "
-                                "in [1, %zu]", m->max_k);
+            kinfer_ml_item_fail(item,
+                                "parameter \"k\" must be an integer "
+                                "in [1, %zu]",
+                                m->max_k);
             return 0;
         }
         if (p->is_integer)
@@ -314,8 +319,10 @@ static size_t topk_param_k(const struct topk_model *m,
         else
             k = 0;
         if (k < 1 || (unsigned long long)k > m->max_k) {
-            kinfer_ml_item_fail(item, "parameter \"k\" must be an integer "
-                                "in [1, %zu]", m->max_k);
+            kinfer_ml_item_fail(item,
+                                "parameter \"k\" must be an integer "
+                                "in [1, %zu]",
+                                m->max_k);
             return 0;
         }
         return (size_t)k;
@@ -326,19 +333,20 @@ static size_t topk_param_k(const struct topk_model *m,
 /* Sort and deduplicate the request's exclusion list into r.  Returns 0
  * after failing the item; *nomem on allocation failure. */
 static int topk_exclusions(const struct topk_model *m,
-                           struct kinfer_infer_item *item,
-                           struct topk_req *r, int *nomem)
+                           struct kinfer_infer_item *item, struct topk_req *r,
+                           int *nomem)
 {
-    const struct kinfer_tensor *e =
-        kinfer_ml_input(item->request, m->exclude);
+    const struct kinfer_tensor *e = kinfer_ml_input(item->request, m->exclude);
     char desc[128];
     size_t u = 0;
 
     if (e == NULL)
         return 1;
     if (!topk_is_int(e) || e->ndim != 1) {
-        kinfer_ml_item_fail(item, "input \"%s\": expected INT64 [m] item "
-                            "ids, got %s", m->exclude,
+        kinfer_ml_item_fail(item,
+                            "input \"%s\": expected INT64 [m] item "
+                            "ids, got %s",
+                            m->exclude,
                             kinfer_ml_tensor_desc(e, desc, sizeof desc));
         return 0;
     }
@@ -354,9 +362,10 @@ static int topk_exclusions(const struct topk_model *m,
         int64_t id = topk_int_at(e, i);
 
         if (id < 0 || (uint64_t)id >= m->n_items) {
-            kinfer_ml_item_fail(item, "input \"%s\": item id %lld is not in "
-                                "[0, %zu)", m->exclude, (long long)id,
-                                m->n_items);
+            kinfer_ml_item_fail(item,
+                                "input \"%s\": item id %lld is not in "
+                                "[0, %zu)",
+                                m->exclude, (long long)id, m->n_items);
             return 0;
         }
         r->excl[i] = id;
@@ -381,17 +390,19 @@ static void topk_prepare(const struct topk_model *m,
     size_t rows, k;
 
     if (x == NULL) {
-        kinfer_ml_item_fail(item, "model needs input \"%s\": FP32 [n,%d] or "
-                            "[%d] vectors%s", m->input, m->dim, m->dim,
+        kinfer_ml_item_fail(item,
+                            "model needs input \"%s\": FP32 [n,%d] or "
+                            "[%d] vectors%s",
+                            m->input, m->dim, m->dim,
                             m->users ? ", or INT64 [n] user ids" : "");
         return;
     }
     if (x->dtype == KINFER_DTYPE_FP32 || x->dtype == KINFER_DTYPE_FP64) {
-        if ((x->ndim != 1 && x->ndim != 2) ||
-            x->shape[x->ndim - 1] != m->dim) {
-            kinfer_ml_item_fail(item, "input \"%s\": expected vectors of "
-                                "shape [n,%d] or [%d], got %s", m->input,
-                                m->dim, m->dim,
+        if ((x->ndim != 1 && x->ndim != 2) || x->shape[x->ndim - 1] != m->dim) {
+            kinfer_ml_item_fail(item,
+                                "input \"%s\": expected vectors of "
+                                "shape [n,%d] or [%d], got %s",
+                                m->input, m->dim, m->dim,
                                 kinfer_ml_tensor_desc(x, desc, sizeof desc));
             return;
         }
@@ -402,21 +413,26 @@ static void topk_prepare(const struct topk_model *m,
                            : ((const double *)x->data)[i];
 
             if (!(fabs(v) <= FLT_MAX)) {
-                kinfer_ml_item_fail(item, "input \"%s\": value %g is not a "
-                                    "finite FP32", m->input, v);
+                kinfer_ml_item_fail(item,
+                                    "input \"%s\": value %g is not a "
+                                    "finite FP32",
+                                    m->input, v);
                 return;
             }
         }
     } else if (topk_is_int(x)) {
         if (m->users == NULL) {
-            kinfer_ml_item_fail(item, "input \"%s\": this model has no user "
-                                "table; send FP32 [n,%d] vectors", m->input,
-                                m->dim);
+            kinfer_ml_item_fail(item,
+                                "input \"%s\": this model has no user "
+                                "table; send FP32 [n,%d] vectors",
+                                m->input, m->dim);
             return;
         }
         if (x->ndim != 1) {
-            kinfer_ml_item_fail(item, "input \"%s\": expected user ids of "
-                                "shape [n], got %s", m->input,
+            kinfer_ml_item_fail(item,
+                                "input \"%s\": expected user ids of "
+                                "shape [n], got %s",
+                                m->input,
                                 kinfer_ml_tensor_desc(x, desc, sizeof desc));
             return;
         }
@@ -425,16 +441,18 @@ static void topk_prepare(const struct topk_model *m,
             int64_t id = topk_int_at(x, i);
 
             if (id < 0 || (uint64_t)id >= m->n_users) {
-                kinfer_ml_item_fail(item, "input \"%s\": unknown user id "
+                kinfer_ml_item_fail(item,
+                                    "input \"%s\": unknown user id "
                                     "%lld (the table has ids 0..%zu)",
-                                    m->input, (long long)id,
-                                    m->n_users - 1);
+                                    m->input, (long long)id, m->n_users - 1);
                 return;
             }
         }
     } else {
-        kinfer_ml_item_fail(item, "input \"%s\": expected FP32 vectors or "
-                            "INT64 user ids, got %s", m->input,
+        kinfer_ml_item_fail(item,
+                            "input \"%s\": expected FP32 vectors or "
+                            "INT64 user ids, got %s",
+                            m->input,
                             kinfer_ml_tensor_desc(x, desc, sizeof desc));
         return;
     }
@@ -448,10 +466,10 @@ static void topk_prepare(const struct topk_model *m,
     shape[0] = (int64_t)rows;
     shape[1] = (int64_t)k;
     if (kinfer_ml_outputs(m->host, item, 2) != KINFER_OK ||
-        m->host->tensor_init(&item->outputs[0], "items", KINFER_DTYPE_INT64,
-                             2, shape) != KINFER_OK ||
-        m->host->tensor_init(&item->outputs[1], "scores", KINFER_DTYPE_FP32,
-                             2, shape) != KINFER_OK) {
+        m->host->tensor_init(&item->outputs[0], "items", KINFER_DTYPE_INT64, 2,
+                             shape) != KINFER_OK ||
+        m->host->tensor_init(&item->outputs[1], "scores", KINFER_DTYPE_FP32, 2,
+                             shape) != KINFER_OK) {
         *nomem = 1;
         kinfer_ml_item_fail(item, "out of memory");
         return;
@@ -487,8 +505,8 @@ static void topk_sift_down(struct topk_row *h, size_t n, size_t i)
 
         if (c >= n)
             return;
-        if (c + 1 < n && topk_worse(h->score[c + 1], h->id[c + 1],
-                                    h->score[c], h->id[c]))
+        if (c + 1 < n &&
+            topk_worse(h->score[c + 1], h->id[c + 1], h->score[c], h->id[c]))
             c++;
         if (!topk_worse(h->score[c], h->id[c], h->score[i], h->id[i]))
             return;
@@ -519,8 +537,7 @@ static void topk_offer(struct topk_row *h, const float *s, size_t first,
 
         if (v != v)
             v = -INFINITY; /* NaN: the worst, so the order stays total */
-        if (h->size == h->k &&
-            !topk_worse(h->score[0], h->id[0], v, id))
+        if (h->size == h->k && !topk_worse(h->score[0], h->id[0], v, id))
             continue;
         /* Only would-be members are looked up: excluded items are rare. */
         if (h->n_excl != 0 &&
@@ -559,8 +576,7 @@ static void topk_score_block(const struct topk_model *m, const float *q,
 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nrows,
                     (int)cc, m->dim, 1.0f, q, m->dim,
-                    m->items + c0 * (size_t)m->dim, m->dim, 0.0f, s,
-                    (int)cc);
+                    m->items + c0 * (size_t)m->dim, m->dim, 0.0f, s, (int)cc);
         for (size_t j = 0; j < nrows; j++)
             topk_offer(&rows[j], s + j * cc, c0, cc);
     }
@@ -584,8 +600,8 @@ static void topk_query(const struct topk_model *m, const struct topk_req *r,
     }
 }
 
-static enum kinfer_err topk_infer(void *model,
-                                  struct kinfer_infer_item *items, size_t n)
+static enum kinfer_err topk_infer(void *model, struct kinfer_infer_item *items,
+                                  size_t n)
 {
     const struct topk_model *m = model;
     struct topk_req *reqs;
@@ -664,7 +680,8 @@ static enum kinfer_err topk_infer(void *model,
             topk_finish(&rows[j]);
             if (!items[rows[j].req].failed &&
                 !kinfer_ml_all_finite(rows[j].score, rows[j].size))
-                kinfer_ml_item_fail(&items[rows[j].req], "scores are not "
+                kinfer_ml_item_fail(&items[rows[j].req],
+                                    "scores are not "
                                     "finite (query values too large?)");
         }
         done += nrows;
@@ -684,18 +701,22 @@ out:
 static enum kinfer_err topk_describe(void *model, struct kinfer_model_io *io)
 {
     struct topk_model *m = model;
-    m->io[0] = (struct kinfer_tensor_desc){
-        .name = m->input, .dtype = KINFER_DTYPE_FP32, .ndim = 2,
-        .shape = {-1, m->dim}};
-    m->io[1] = (struct kinfer_tensor_desc){
-        .name = m->exclude, .dtype = KINFER_DTYPE_INT64, .ndim = 1,
-        .shape = {-1}};
-    m->io[2] = (struct kinfer_tensor_desc){
-        .name = "items", .dtype = KINFER_DTYPE_INT64, .ndim = 2,
-        .shape = {-1, -1}};
-    m->io[3] = (struct kinfer_tensor_desc){
-        .name = "scores", .dtype = KINFER_DTYPE_FP32, .ndim = 2,
-        .shape = {-1, -1}};
+    m->io[0] = (struct kinfer_tensor_desc){.name = m->input,
+                                           .dtype = KINFER_DTYPE_FP32,
+                                           .ndim = 2,
+                                           .shape = {-1, m->dim}};
+    m->io[1] = (struct kinfer_tensor_desc){.name = m->exclude,
+                                           .dtype = KINFER_DTYPE_INT64,
+                                           .ndim = 1,
+                                           .shape = {-1}};
+    m->io[2] = (struct kinfer_tensor_desc){.name = "items",
+                                           .dtype = KINFER_DTYPE_INT64,
+                                           .ndim = 2,
+                                           .shape = {-1, -1}};
+    m->io[3] = (struct kinfer_tensor_desc){.name = "scores",
+                                           .dtype = KINFER_DTYPE_FP32,
+                                           .ndim = 2,
+                                           .shape = {-1, -1}};
     io->inputs = &m->io[0];
     io->n_inputs = 2;
     io->outputs = &m->io[2];

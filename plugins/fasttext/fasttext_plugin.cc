@@ -50,7 +50,8 @@
 extern "C" __attribute__((visibility("default"))) const struct kinfer_backend *
 kinfer_backend_entry(const struct kinfer_host *host);
 
-namespace {
+namespace
+{
 
 struct ft_model {
     const struct kinfer_host *host = nullptr;
@@ -62,8 +63,8 @@ struct ft_model {
     struct kinfer_tensor_desc io[3] = {}; /* text; labels, probabilities */
 };
 
-__attribute__((format(printf, 3, 4))) void
-say(char *buf, size_t size, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) void say(char *buf, size_t size,
+                                               const char *fmt, ...)
 {
     if (size == 0)
         return;
@@ -110,8 +111,7 @@ bool parse_config(const char *text, ft_config &c, char *err, size_t errsize)
         /* k's range depends on the model: checked once it is loaded (a
          * non-integer becomes 0, out of every range). */
         c.has_k = k != nullptr;
-        c.k = k == nullptr ? 1 : json_is_integer(k) ? json_integer_value(k)
-                                                    : 0;
+        c.k = k == nullptr ? 1 : json_is_integer(k) ? json_integer_value(k) : 0;
         c.threshold = thr ? json_number_value(thr) : 0.0;
         ok = true;
     }
@@ -197,8 +197,8 @@ const struct kinfer_param *find_param(const struct kinfer_request *req,
 }
 
 /* The item's k and threshold: the config's, overridden by parameters. */
-bool item_settings(const ft_model &m, struct kinfer_infer_item &it,
-                   int32_t &k, float &threshold)
+bool item_settings(const ft_model &m, struct kinfer_infer_item &it, int32_t &k,
+                   float &threshold)
 {
     k = (int32_t)m.k;
     threshold = (float)m.threshold;
@@ -271,8 +271,8 @@ bool item_outputs(
     struct kinfer_tensor *probs = &it.outputs[1];
     if (h->tensor_init(labels, "labels", KINFER_DTYPE_BYTES, 2, shape) !=
             KINFER_OK ||
-        h->tensor_init(probs, "probabilities", KINFER_DTYPE_FP32, 2,
-                       shape) != KINFER_OK)
+        h->tensor_init(probs, "probabilities", KINFER_DTYPE_FP32, 2, shape) !=
+            KINFER_OK)
         return false;
     float *p = static_cast<float *>(probs->data);
     const std::string &prefix = m.label_prefix;
@@ -323,8 +323,7 @@ void infer_item(const ft_model &m, struct kinfer_infer_item &it)
     }
 }
 
-enum kinfer_err ft_infer(void *model, struct kinfer_infer_item *items,
-                         size_t n)
+enum kinfer_err ft_infer(void *model, struct kinfer_infer_item *items, size_t n)
 {
     const ft_model &m = *static_cast<const ft_model *>(model);
     for (size_t i = 0; i < n; i++) {
@@ -370,7 +369,11 @@ enum kinfer_err ft_describe(void *model, struct kinfer_model_io *io)
 }
 
 const struct kinfer_backend fasttext_backend = {
-    KINFER_BACKEND_ABI_VERSION, "fasttext", ft_create, ft_infer, ft_destroy,
+    KINFER_BACKEND_ABI_VERSION,
+    "fasttext",
+    ft_create,
+    ft_infer,
+    ft_destroy,
     ft_describe,
 };
 

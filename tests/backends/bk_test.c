@@ -28,13 +28,20 @@ static void *bk_alloc(size_t size)
 static size_t bk_dtype_size(enum kinfer_dtype d)
 {
     switch (d) {
-    case KINFER_DTYPE_BOOL: return 1;
-    case KINFER_DTYPE_INT32: return 4;
-    case KINFER_DTYPE_INT64: return 8;
-    case KINFER_DTYPE_FP32: return 4;
-    case KINFER_DTYPE_FP64: return 8;
-    case KINFER_DTYPE_BYTES: return sizeof(struct kinfer_bytes);
-    case KINFER_DTYPE_INVALID: break;
+    case KINFER_DTYPE_BOOL:
+        return 1;
+    case KINFER_DTYPE_INT32:
+        return 4;
+    case KINFER_DTYPE_INT64:
+        return 8;
+    case KINFER_DTYPE_FP32:
+        return 4;
+    case KINFER_DTYPE_FP64:
+        return 8;
+    case KINFER_DTYPE_BYTES:
+        return sizeof(struct kinfer_bytes);
+    case KINFER_DTYPE_INVALID:
+        break;
     }
     return 0;
 }
@@ -42,13 +49,20 @@ static size_t bk_dtype_size(enum kinfer_dtype d)
 static const char *bk_dtype_name(enum kinfer_dtype d)
 {
     switch (d) {
-    case KINFER_DTYPE_BOOL: return "BOOL";
-    case KINFER_DTYPE_INT32: return "INT32";
-    case KINFER_DTYPE_INT64: return "INT64";
-    case KINFER_DTYPE_FP32: return "FP32";
-    case KINFER_DTYPE_FP64: return "FP64";
-    case KINFER_DTYPE_BYTES: return "BYTES";
-    case KINFER_DTYPE_INVALID: break;
+    case KINFER_DTYPE_BOOL:
+        return "BOOL";
+    case KINFER_DTYPE_INT32:
+        return "INT32";
+    case KINFER_DTYPE_INT64:
+        return "INT64";
+    case KINFER_DTYPE_FP32:
+        return "FP32";
+    case KINFER_DTYPE_FP64:
+        return "FP64";
+    case KINFER_DTYPE_BYTES:
+        return "BYTES";
+    case KINFER_DTYPE_INVALID:
+        break;
     }
     return "INVALID";
 }
@@ -57,7 +71,7 @@ static enum kinfer_dtype bk_dtype_from_name(const char *s)
 {
     static const enum kinfer_dtype all[] = {
         KINFER_DTYPE_BOOL, KINFER_DTYPE_INT32, KINFER_DTYPE_INT64,
-        KINFER_DTYPE_FP32, KINFER_DTYPE_FP64, KINFER_DTYPE_BYTES};
+        KINFER_DTYPE_FP32, KINFER_DTYPE_FP64,  KINFER_DTYPE_BYTES};
 
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(bk_dtype_name(all[i]), s) == 0)
@@ -68,8 +82,7 @@ static enum kinfer_dtype bk_dtype_from_name(const char *s)
 /* Like kinfer_tensor_init, but an empty tensor gets data == NULL, the
  * strictest reading of the contract: a backend that does pointer
  * arithmetic or memcpy on an empty output trips UBSan here. */
-static enum kinfer_err bk_tensor_init(struct kinfer_tensor *t,
-                                      const char *name,
+static enum kinfer_err bk_tensor_init(struct kinfer_tensor *t, const char *name,
                                       enum kinfer_dtype dtype, int ndim,
                                       const int64_t *shape)
 {
@@ -163,7 +176,7 @@ const struct kinfer_host *bk_host(void)
 /* Fixture data is ours: malformed JSON there is a bug in the generator,
  * not a test result, so it aborts (also safe on any thread). */
 static void bk_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
-    __attribute__((noreturn));
+__attribute__((noreturn));
 
 static void bk_die(const char *fmt, ...)
 {
@@ -349,15 +362,16 @@ static void bk_request_from_json(const json_t *j, struct kinfer_request *r)
 
     memset(r, 0, sizeof *r);
     r->id = bk_strdup_or_null(json_string_value(json_object_get(j, "id")));
-    r->model_name = bk_strdup_or_null(
-        json_string_value(json_object_get(j, "model_name")));
+    r->model_name =
+        bk_strdup_or_null(json_string_value(json_object_get(j, "model_name")));
     r->n_params = json_object_size(params);
     r->params = calloc(r->n_params + 1, sizeof *r->params);
     r->n_inputs = json_array_size(inputs);
     r->inputs = calloc(r->n_inputs + 1, sizeof *r->inputs);
     if (r->params == NULL || r->inputs == NULL)
         bk_die("out of memory");
-    json_object_foreach((json_t *)params, key, v) {
+    json_object_foreach((json_t *)params, key, v)
+    {
         struct kinfer_param *p = &r->params[i++];
 
         p->name = bk_strdup_or_null(key);
@@ -474,14 +488,14 @@ static int bk_compare_output(const struct kinfer_tensor *t, const json_t *e,
         return 0;
     }
     if ((size_t)t->ndim != json_array_size(shape)) {
-        snprintf(why, size, "output %s: rank %d, want %zu", t->name,
-                 t->ndim, json_array_size(shape));
+        snprintf(why, size, "output %s: rank %d, want %zu", t->name, t->ndim,
+                 json_array_size(shape));
         return 0;
     }
     for (int d = 0; d < t->ndim; d++) {
         if (t->shape[d] != json_integer_value(json_array_get(shape, d))) {
-            snprintf(why, size, "output %s: dim %d is %lld, want %lld",
-                     t->name, d, (long long)t->shape[d],
+            snprintf(why, size, "output %s: dim %d is %lld, want %lld", t->name,
+                     d, (long long)t->shape[d],
                      (long long)json_integer_value(json_array_get(shape, d)));
             return 0;
         }
@@ -498,17 +512,16 @@ static int bk_compare_output(const struct kinfer_tensor *t, const json_t *e,
             double got = ((const float *)t->data)[i];
 
             if (!bk_close(got, json_number_value(v))) {
-                snprintf(why, size, "output %s[%zu] = %.9g, want %.9g",
-                         t->name, i, got, json_number_value(v));
+                snprintf(why, size, "output %s[%zu] = %.9g, want %.9g", t->name,
+                         i, got, json_number_value(v));
                 return 0;
             }
         } else if (t->dtype == KINFER_DTYPE_INT64) {
             int64_t got = ((const int64_t *)t->data)[i];
 
             if (got != json_integer_value(v)) {
-                snprintf(why, size, "output %s[%zu] = %lld, want %lld",
-                         t->name, i, (long long)got,
-                         (long long)json_integer_value(v));
+                snprintf(why, size, "output %s[%zu] = %lld, want %lld", t->name,
+                         i, (long long)got, (long long)json_integer_value(v));
                 return 0;
             }
         } else {
@@ -535,9 +548,10 @@ static int bk_compare_case(const struct kinfer_infer_item *item,
             return 0;
         }
         if (strstr(item->error, json_string_value(error)) == NULL) {
-            snprintf(why, size, "case \"%s\": error \"%s\", want one "
-                     "containing \"%s\"", name, item->error,
-                     json_string_value(error));
+            snprintf(why, size,
+                     "case \"%s\": error \"%s\", want one "
+                     "containing \"%s\"",
+                     name, item->error, json_string_value(error));
             return 0;
         }
         return 1;
@@ -686,8 +700,8 @@ void bk_check_threads(const struct kinfer_backend *b, void *model,
     assert_true(nthreads > 0 && nthreads <= 8);
     for (int i = 0; i < nthreads; i++) {
         st[i] = (struct bk_thread){.b = b, .model = model, .cases = cases};
-        assert_int_equal(pthread_create(&tid[i], NULL, bk_thread_main,
-                                        &st[i]), 0);
+        assert_int_equal(pthread_create(&tid[i], NULL, bk_thread_main, &st[i]),
+                         0);
     }
     for (int i = 0; i < nthreads; i++)
         assert_int_equal(pthread_join(tid[i], NULL), 0);

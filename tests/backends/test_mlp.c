@@ -97,16 +97,16 @@ static const struct bad_config bad_configs[] = {
      "config \"weights\" must be a non-empty string"},
     {"{\"weights\": \"model.safetensors\"}", KINFER_ERR_CONFIG,
      "config needs \"layers\""},
-    {"{\"weights\": \"model.safetensors\", \"layers\": []}",
-     KINFER_ERR_CONFIG, "config needs \"layers\""},
+    {"{\"weights\": \"model.safetensors\", \"layers\": []}", KINFER_ERR_CONFIG,
+     "config needs \"layers\""},
     {"{\"weights\": \"nope.safetensors\", \"layers\": [{\"weight\": "
      "\"fc1.weight\"}]}",
      KINFER_ERR_MODEL, "nope.safetensors: cannot open"},
     {"{\"weights\": \"model.safetensors\", \"layers\": [{\"weight\": "
      "\"fc1.weight\", \"activaton\": \"relu\"}]}",
      KINFER_ERR_CONFIG, "layers[0]: unknown key \"activaton\""},
-    {"{\"weights\": \"model.safetensors\", \"layers\": [7]}",
-     KINFER_ERR_CONFIG, "layers[0] must be an object"},
+    {"{\"weights\": \"model.safetensors\", \"layers\": [7]}", KINFER_ERR_CONFIG,
+     "layers[0] must be an object"},
     {"{\"weights\": \"model.safetensors\", \"layers\": [{\"bias\": "
      "\"fc1.bias\"}]}",
      KINFER_ERR_CONFIG, "layers[0].weight must be a tensor name"},
@@ -139,7 +139,8 @@ static const struct bad_config bad_configs[] = {
      KINFER_ERR_CONFIG, "config \"softmax\" must be true or false"},
     {"{\"weights\": \"model.safetensors\", \"blas_threads\": 0, \"layers\": "
      "[{\"weight\": \"fc1.weight\"}]}",
-     KINFER_ERR_CONFIG, "config \"blas_threads\" must be an integer in "
+     KINFER_ERR_CONFIG,
+     "config \"blas_threads\" must be an integer in "
      "[1, 64]"},
     {"{\"weights\": \"model.safetensors\", \"scratch_bytes\": 0, \"layers\": "
      "[{\"weight\": \"fc1.weight\"}]}",
@@ -182,9 +183,11 @@ static void test_config_errors(void **state)
     {
         char cfg[1024];
 
-        snprintf(cfg, sizeof cfg, "{\"weights\": \"%s/model.safetensors\", "
+        snprintf(cfg, sizeof cfg,
+                 "{\"weights\": \"%s/model.safetensors\", "
                  "\"layers\": [{\"weight\": \"fc1.weight\"}], \"future\": "
-                 "{\"ignored\": true}}", dir);
+                 "{\"ignored\": true}}",
+                 dir);
         assert_int_equal(bk_model_try(b, NULL, cfg, err, sizeof err),
                          KINFER_OK);
     }
@@ -214,8 +217,8 @@ static json_t *filled_case(const char *dtype, size_t n, double v,
     for (size_t i = 0; i < n; i++)
         json_array_append_new(data, json_real(v));
     return json_pack("{s:s, s:{s:[{s:s, s:s, s:[i], s:o}]}, s:s}", "name",
-                     dtype, "request", "inputs", "name", "x", "datatype",
-                     dtype, "shape", (int)n, "data", data, "error", error);
+                     dtype, "request", "inputs", "name", "x", "datatype", dtype,
+                     "shape", (int)n, "data", data, "error", error);
 }
 
 static void test_out_of_range(void **state)
@@ -232,8 +235,8 @@ static void test_out_of_range(void **state)
                                              "representable in FP32"));
     /* Finite FP32 input whose products overflow: no inf or NaN may reach
      * a result (JSON cannot carry them). */
-    json_array_append_new(cases, filled_case("FP32", 16, 3e38,
-                                             "output \"y\" is not finite"));
+    json_array_append_new(
+        cases, filled_case("FP32", 16, 3e38, "output \"y\" is not finite"));
     bk_batch_init(&bb, cases, 0, json_array_size(cases));
     bk_batch_run(b, m, &bb);
     for (size_t i = 0; i < bb.n; i++)

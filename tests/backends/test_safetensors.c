@@ -172,7 +172,8 @@ static void check_valid(const char *base, const char *name)
                            kinfer_st_at(st, i)->name) < 0);
     assert_null(kinfer_st_at(st, kinfer_st_count(st)));
 
-    json_object_foreach((json_t *)tensors, key, val) {
+    json_object_foreach((json_t *)tensors, key, val)
+    {
         const struct kinfer_st_tensor *t = kinfer_st_find(st, key);
         const json_t *shape = json_object_get(val, "shape");
         const json_t *values = json_object_get(val, "values");
@@ -198,7 +199,8 @@ static void check_valid(const char *base, const char *name)
         if (values != NULL)
             check_values(t, values);
     }
-    json_object_foreach((json_t *)meta, key, val) {
+    json_object_foreach((json_t *)meta, key, val)
+    {
         const char *got = kinfer_st_metadata(st, key);
 
         assert_non_null(got);
@@ -232,17 +234,16 @@ static void test_file_errors(void **state)
     size_t len = strlen(gen_dir) + 32;
 
     (void)state;
-    assert_int_equal(kinfer_st_open("/nonexistent/x.safetensors", &st, err,
-                                    sizeof err),
-                     KINFER_ERR_IO);
+    assert_int_equal(
+        kinfer_st_open("/nonexistent/x.safetensors", &st, err, sizeof err),
+        KINFER_ERR_IO);
     assert_non_null(strstr(err, "/nonexistent/x.safetensors: cannot open"));
     assert_null(st);
 
     dir = malloc(len);
     assert_non_null(dir);
     snprintf(dir, len, "%s/expected", gen_dir);
-    assert_int_equal(kinfer_st_open(dir, &st, err, sizeof err),
-                     KINFER_ERR_IO);
+    assert_int_equal(kinfer_st_open(dir, &st, err, sizeof err), KINFER_ERR_IO);
     assert_non_null(strstr(err, "not a regular file"));
     assert_null(st);
 

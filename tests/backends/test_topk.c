@@ -224,8 +224,7 @@ static void test_request_forms(void **state)
     }
     assert_int_equal(bb.items[0].outputs[0].shape[1], 3);
     for (size_t i = 0; i < nb; i++)
-        bk_check_case(&bb.items[2 * np + i],
-                      json_array_get(cases, 2 * np + i));
+        bk_check_case(&bb.items[2 * np + i], json_array_get(cases, 2 * np + i));
     bk_batch_clear(&bb);
     json_decref(cases);
     b->destroy(m);
@@ -258,7 +257,8 @@ static const struct bad_config bad_configs[] = {
      "\"exclude_input\": \"q\"}",
      KINFER_ERR_CONFIG, "\"input\" and \"exclude_input\" must differ"},
     {"{\"weights\": \"embeddings.safetensors\", \"exclude_input\": 4}",
-     KINFER_ERR_CONFIG, "config \"exclude_input\" must be a non-empty "
+     KINFER_ERR_CONFIG,
+     "config \"exclude_input\" must be a non-empty "
      "string"},
 };
 

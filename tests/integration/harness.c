@@ -141,8 +141,7 @@ static char *read_first_line(const char *path)
     return res;
 }
 
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                      void *opaque)
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     struct it_ctx *ctx = opaque;
     struct it_delivery *dr = m->_private;
@@ -160,8 +159,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
     }
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name,
-                    const char *value)
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
 {
     char errstr[IT_ERRSTR];
     if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) !=
@@ -233,8 +231,9 @@ struct it_ctx *it_ctx_new(const char *name, int argc, char **argv)
         }
     }
     if (ctx->worker == NULL || ctx->log_dir == NULL) {
-        fprintf(stderr, "usage: %s --worker PATH [--produce PATH] "
-                        "--log-dir DIR [--bootstrap-file PATH]\n",
+        fprintf(stderr,
+                "usage: %s --worker PATH [--produce PATH] "
+                "--log-dir DIR [--bootstrap-file PATH]\n",
                 argv[0]);
         goto fail;
     }
@@ -281,8 +280,8 @@ struct it_ctx *it_ctx_new(const char *name, int argc, char **argv)
     }
     if (wait_for_broker(ctx) != 0)
         goto fail;
-    fprintf(stderr, "it: %s: broker %s, logs in %s\n", ctx->name,
-            ctx->brokers, ctx->log_dir);
+    fprintf(stderr, "it: %s: broker %s, logs in %s\n", ctx->name, ctx->brokers,
+            ctx->log_dir);
     return ctx;
 fail:
     it_ctx_free(ctx);
@@ -327,7 +326,10 @@ void it_ctx_free(struct it_ctx *ctx)
     free(ctx);
 }
 
-const char *it_ctx_brokers(const struct it_ctx *ctx) { return ctx->brokers; }
+const char *it_ctx_brokers(const struct it_ctx *ctx)
+{
+    return ctx->brokers;
+}
 const char *it_ctx_worker_path(const struct it_ctx *ctx)
 {
     return ctx->worker;
@@ -398,8 +400,8 @@ int it_topic_create(struct it_ctx *ctx, const char *topic, int partitions,
 {
     char errstr[IT_ERRSTR];
     int rc = -1;
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1,
-                                                    errstr, sizeof errstr);
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, 1, errstr, sizeof errstr);
     rd_kafka_AdminOptions_t *opts = NULL;
     rd_kafka_queue_t *q = NULL;
     rd_kafka_event_t *ev = NULL;
@@ -418,8 +420,8 @@ int it_topic_create(struct it_ctx *ctx, const char *topic, int partitions,
                                      RD_KAFKA_ADMIN_OP_CREATETOPICS);
     if (rd_kafka_AdminOptions_set_operation_timeout(
             opts, IT_BROKER_TIMEOUT_MS, errstr, sizeof errstr) != 0 ||
-        rd_kafka_AdminOptions_set_request_timeout(
-            opts, IT_BROKER_TIMEOUT_MS, errstr, sizeof errstr) != 0) {
+        rd_kafka_AdminOptions_set_request_timeout(opts, IT_BROKER_TIMEOUT_MS,
+                                                  errstr, sizeof errstr) != 0) {
         fprintf(stderr, "it: admin options: %s\n", errstr);
         goto out;
     }
@@ -462,8 +464,9 @@ int it_topic_create(struct it_ctx *ctx, const char *topic, int partitions,
         nap_ms(50);
     }
     if (rc != 0)
-        fprintf(stderr, "it: topic %s: partitions without leader after "
-                        "%d ms\n",
+        fprintf(stderr,
+                "it: topic %s: partitions without leader after "
+                "%d ms\n",
                 topic, IT_BROKER_TIMEOUT_MS);
 out:
     if (ev != NULL)
@@ -477,9 +480,8 @@ out:
 }
 
 int it_produce(struct it_ctx *ctx, const char *topic, int32_t partition,
-               const void *key, size_t key_len, const void *value,
-               size_t len, rd_kafka_headers_t *headers,
-               struct it_delivery *dr)
+               const void *key, size_t key_len, const void *value, size_t len,
+               rd_kafka_headers_t *headers, struct it_delivery *dr)
 {
     if (dr != NULL) {
         dr->err = -1;
@@ -491,15 +493,14 @@ int it_produce(struct it_ctx *ctx, const char *topic, int32_t partition,
         rd_kafka_resp_err_t err;
         /* RD_KAFKA_V_HEADERS takes the headers only on success; an empty
          * list stands in for "none" because the macro needs a pointer. */
-        rd_kafka_headers_t *h = headers != NULL ? headers
-                                                : rd_kafka_headers_new(0);
+        rd_kafka_headers_t *h =
+            headers != NULL ? headers : rd_kafka_headers_new(0);
         err = rd_kafka_producev(
             ctx->producer, RD_KAFKA_V_TOPIC(topic),
             RD_KAFKA_V_PARTITION(partition),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, key_len),
-            RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(h),
-            RD_KAFKA_V_OPAQUE(dr), RD_KAFKA_V_END);
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dr), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             rd_kafka_poll(ctx->producer, 0);
             return 0;
@@ -534,12 +535,18 @@ struct it_reader *it_reader_new(struct it_ctx *ctx, const char *topic,
 {
     char group[256];
     it_unique_name(ctx, "reader", group, sizeof group);
-    const char *props[] = {"group.id", group,
-                           "enable.auto.commit", "false",
-                           "enable.auto.offset.store", "false",
-                           "fetch.wait.max.ms", "50",
-                           "max.partition.fetch.bytes", "4000000",
-                           "enable.partition.eof", "true",
+    const char *props[] = {"group.id",
+                           group,
+                           "enable.auto.commit",
+                           "false",
+                           "enable.auto.offset.store",
+                           "false",
+                           "fetch.wait.max.ms",
+                           "50",
+                           "max.partition.fetch.bytes",
+                           "4000000",
+                           "enable.partition.eof",
+                           "true",
                            NULL};
     struct it_reader *r = xcalloc(1, sizeof *r);
     r->ctx = ctx;
@@ -609,8 +616,8 @@ static int reader_poll_one(struct it_reader *r, int timeout_ms)
     if (km->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* EOF carries the end offset, control records included, which is
          * what it_reader_catch_up compares against. */
-        if (km->err == RD_KAFKA_RESP_ERR__PARTITION_EOF &&
-            km->partition >= 0 && km->partition < r->nparts)
+        if (km->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && km->partition >= 0 &&
+            km->partition < r->nparts)
             r->eof[km->partition] = km->offset;
         else if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             fprintf(stderr, "it: reader %s: %s\n", r->topic,
@@ -626,8 +633,7 @@ static int reader_poll_one(struct it_reader *r, int timeout_ms)
     m->value = xmemdup(km->payload, km->len);
     m->len = km->payload != NULL ? km->len : 0;
     rd_kafka_headers_t *h = NULL;
-    if (rd_kafka_message_detach_headers(km, &h) ==
-        RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (rd_kafka_message_detach_headers(km, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
         m->headers = h;
     rd_kafka_message_destroy(km);
     if (r->n == r->cap) {
@@ -725,9 +731,9 @@ int it_reader_catch_up(struct it_reader *r, int64_t timeout_ms)
             break;
         }
         if (it_now_ms() - start > timeout_ms) {
-            fprintf(stderr, "it: reader %s: partition %d still behind "
-                            "its end offset %" PRId64 " after %" PRId64
-                            " ms\n",
+            fprintf(stderr,
+                    "it: reader %s: partition %d still behind "
+                    "its end offset %" PRId64 " after %" PRId64 " ms\n",
                     r->topic, behind, hi[behind], timeout_ms);
             break;
         }
@@ -738,7 +744,10 @@ out:
     return rc;
 }
 
-size_t it_reader_count(const struct it_reader *r) { return r->n; }
+size_t it_reader_count(const struct it_reader *r)
+{
+    return r->n;
+}
 
 const struct it_msg *it_reader_msg(const struct it_reader *r, size_t i)
 {
@@ -750,9 +759,8 @@ long it_header_str(const rd_kafka_headers_t *h, const char *name, char *buf,
 {
     const void *val = NULL;
     size_t len = 0;
-    if (h == NULL ||
-        rd_kafka_header_get_last(h, name, &val, &len) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (h == NULL || rd_kafka_header_get_last(h, name, &val, &len) !=
+                         RD_KAFKA_RESP_ERR_NO_ERROR)
         return -1;
     size_t n = len < size - 1 ? len : size - 1;
     if (val != NULL)
@@ -761,8 +769,8 @@ long it_header_str(const rd_kafka_headers_t *h, const char *name, char *buf,
     return (long)len;
 }
 
-int it_offsets(struct it_ctx *ctx, const char *topic, const char *group,
-               int n, int64_t *end, int64_t *committed)
+int it_offsets(struct it_ctx *ctx, const char *topic, const char *group, int n,
+               int64_t *end, int64_t *committed)
 {
     /* A consumer that never subscribes does not join the group, so asking
      * for the group's offsets does not disturb its members. */
@@ -933,8 +941,14 @@ struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
     return p;
 }
 
-pid_t it_proc_pid(const struct it_proc *p) { return p->pid; }
-const char *it_proc_label(const struct it_proc *p) { return p->label; }
+pid_t it_proc_pid(const struct it_proc *p)
+{
+    return p->pid;
+}
+const char *it_proc_label(const struct it_proc *p)
+{
+    return p->label;
+}
 
 int it_proc_signal(struct it_proc *p, int sig)
 {

@@ -68,12 +68,12 @@ void it_report_failure(struct it_ctx *ctx, const char *file, int line,
 
 /* Check cond; on failure report (with worker log tails) and fail the
  * cmocka test.  The including file must include <cmocka.h>. */
-#define IT_REQUIRE(ctx, cond, ...)                                  \
-    do {                                                            \
-        if (!(cond)) {                                              \
-            it_report_failure((ctx), __FILE__, __LINE__, __VA_ARGS__); \
-            fail();                                                 \
-        }                                                           \
+#define IT_REQUIRE(ctx, cond, ...)                                             \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            it_report_failure((ctx), __FILE__, __LINE__, __VA_ARGS__);         \
+            fail();                                                            \
+        }                                                                      \
     } while (0)
 
 /* Milliseconds on the monotonic clock. */
@@ -101,9 +101,8 @@ int it_topic_partitions(struct it_ctx *ctx, const char *topic);
  * report and must stay valid until it_produce_flush returns.  Retries
  * while the local queue is full.  Returns 0, or -1 after printing why. */
 int it_produce(struct it_ctx *ctx, const char *topic, int32_t partition,
-               const void *key, size_t key_len, const void *value,
-               size_t len, rd_kafka_headers_t *headers,
-               struct it_delivery *dr);
+               const void *key, size_t key_len, const void *value, size_t len,
+               rd_kafka_headers_t *headers, struct it_delivery *dr);
 
 /* Wait until every queued message is delivered.  Returns the number of
  * messages whose delivery failed since the last flush (0 is success), or
@@ -154,8 +153,8 @@ long it_header_str(const rd_kafka_headers_t *h, const char *name, char *buf,
  * end[p] and the offset committed by group to committed[p] (-1001,
  * RD_KAFKA_OFFSET_INVALID, when none).  Both arrays hold n entries and n
  * must equal the partition count.  Returns 0 or -1 after printing why. */
-int it_offsets(struct it_ctx *ctx, const char *topic, const char *group,
-               int n, int64_t *end, int64_t *committed);
+int it_offsets(struct it_ctx *ctx, const char *topic, const char *group, int n,
+               int64_t *end, int64_t *committed);
 
 /* Fail the test unless group's committed offset equals topic's end offset
  * on each of its n partitions (n <= 64): every request was answered and

@@ -34,18 +34,28 @@ static void test_kill(void **state)
                "create %s", in);
     IT_REQUIRE(ctx, it_topic_create(ctx, out, N_PARTITIONS, NULL) == 0,
                "create %s", out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, NULL) == 0, "create %s",
-               dlq);
+    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, NULL) == 0, "create %s", dlq);
 
     /* Frequent commits make the kill land between commits, as in
      * production; the short session lets B take over A's partitions
      * without waiting the default 45 s for A's membership to expire. */
-    const char *args[] = {"--group", group, "--input-topic", in,
-                          "--output-topic", out, "--dlq-topic", dlq,
-                          "--threads", "2",
-                          "-X", "auto.commit.interval.ms=200",
-                          "-X", "session.timeout.ms=6000",
-                          "-X", "heartbeat.interval.ms=1000", NULL};
+    const char *args[] = {"--group",
+                          group,
+                          "--input-topic",
+                          in,
+                          "--output-topic",
+                          out,
+                          "--dlq-topic",
+                          dlq,
+                          "--threads",
+                          "2",
+                          "-X",
+                          "auto.commit.interval.ms=200",
+                          "-X",
+                          "session.timeout.ms=6000",
+                          "-X",
+                          "heartbeat.interval.ms=1000",
+                          NULL};
     struct it_answers *ans = it_answers_new(N_REQUESTS);
     struct it_reader *r = it_reader_new(ctx, out, it_answers_on_msg, ans);
     IT_REQUIRE(ctx, r != NULL, "reader on %s", out);
@@ -57,8 +67,9 @@ static void test_kill(void **state)
                "produce %d requests", N_REQUESTS);
 
     ans->target = KILL_AFTER;
-    IT_REQUIRE(ctx, it_reader_wait(r, it_answers_reached, ans, 120000,
-                                   "the first results from worker A") == 0,
+    IT_REQUIRE(ctx,
+               it_reader_wait(r, it_answers_reached, ans, 120000,
+                              "the first results from worker A") == 0,
                "worker A answered only %zu requests", ans->unique);
     IT_REQUIRE(ctx, it_proc_signal(a, SIGKILL) == 0, "SIGKILL worker A");
     int status = 0;
@@ -92,9 +103,9 @@ static void test_kill(void **state)
                it_status_str(status, st, sizeof st));
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s to its end",
                out);
-    IT_REQUIRE(ctx, ans->wrong == 0,
-               "%zu wrong results; first: %s | %s | %s", ans->wrong,
-               ans->first_wrong[0], ans->first_wrong[1], ans->first_wrong[2]);
+    IT_REQUIRE(ctx, ans->wrong == 0, "%zu wrong results; first: %s | %s | %s",
+               ans->wrong, ans->first_wrong[0], ans->first_wrong[1],
+               ans->first_wrong[2]);
     IT_REQUIRE(ctx, ans->foreign == 0, "%zu results with foreign keys",
                ans->foreign);
 
@@ -115,8 +126,8 @@ int main(int argc, char **argv)
     if (ctx == NULL)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_kill, NULL,
-                                                it_teardown, ctx),
+        cmocka_unit_test_prestate_setup_teardown(test_kill, NULL, it_teardown,
+                                                 ctx),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     it_ctx_free(ctx);

@@ -82,9 +82,9 @@ static struct bad_case cases[] = {
 /* What was sent for, and seen about, each bad case. */
 struct bad_state {
     struct it_delivery dr;
-    unsigned results;      /* error results on the output topic */
-    unsigned dead;         /* copies on the DLQ */
-    char problem[512];     /* first thing found wrong, or "" */
+    unsigned results;  /* error results on the output topic */
+    unsigned dead;     /* copies on the DLQ */
+    char problem[512]; /* first thing found wrong, or "" */
 };
 
 struct run {
@@ -92,7 +92,7 @@ struct run {
     const char *in;
     struct it_answers *ans;
     struct bad_state bad[N_CASES];
-    size_t foreign_dlq;    /* DLQ messages that are not bad cases */
+    size_t foreign_dlq; /* DLQ messages that are not bad cases */
     char foreign_what[256];
 };
 
@@ -181,8 +181,8 @@ static void on_result(const struct it_msg *m, void *arg)
         strcmp(trace, want) != 0)
         problem(b, "error result lacks header trace-id=%s", want);
     json_error_t jerr;
-    json_t *res = m->value != NULL ? json_loadb(m->value, m->len, 0, &jerr)
-                                   : NULL;
+    json_t *res =
+        m->value != NULL ? json_loadb(m->value, m->len, 0, &jerr) : NULL;
     if (!json_is_object(res)) {
         problem(b, "error result is not a JSON object: %.200s",
                 m->value != NULL ? m->value : "(null)");
@@ -212,9 +212,8 @@ static void check_dlq_headers(struct bad_state *b, size_t c,
     const char *name;
     const void *val;
     size_t size;
-    for (size_t gi = 0;
-         got != NULL && rd_kafka_header_get_all(got, gi, &name, &val,
-                                                &size) == 0;
+    for (size_t gi = 0; got != NULL && rd_kafka_header_get_all(
+                                           got, gi, &name, &val, &size) == 0;
          gi++) {
         if (strncmp(name, "kinfer-", 7) == 0)
             continue;
@@ -228,8 +227,9 @@ static void check_dlq_headers(struct bad_state *b, size_t c,
         if (strcmp(name, wname) != 0 || size != wsize ||
             (val == NULL) != (wval == NULL) ||
             (size != 0 && memcmp(val, wval, size) != 0)) {
-            problem(b, "DLQ header %zu is %s (%zu bytes%s), expected %s "
-                       "(%zu bytes%s)",
+            problem(b,
+                    "DLQ header %zu is %s (%zu bytes%s), expected %s "
+                    "(%zu bytes%s)",
                     wi - 1, name, size, val == NULL ? ", null" : "", wname,
                     wsize, wval == NULL ? ", null" : "");
             break;
@@ -261,8 +261,9 @@ static void on_dead(const struct it_msg *m, void *arg)
                 m->value ? "not null" : "null",
                 bc->value ? "not null" : "null");
     else if (m->len != len || (len != 0 && memcmp(m->value, bc->value, len)))
-        problem(b, "DLQ value differs from the original (%zu bytes, "
-                   "original %zu)",
+        problem(b,
+                "DLQ value differs from the original (%zu bytes, "
+                "original %zu)",
                 m->len, len);
     check_dlq_headers(b, (size_t)c, m->headers);
 
@@ -273,8 +274,8 @@ static void on_dead(const struct it_msg *m, void *arg)
         strcmp(buf, run->in) != 0)
         problem(b, "kinfer-source-topic is not %s", run->in);
     snprintf(want, sizeof want, "%" PRId32, b->dr.partition);
-    if (it_header_str(m->headers, "kinfer-source-partition", buf,
-                      sizeof buf) < 0 ||
+    if (it_header_str(m->headers, "kinfer-source-partition", buf, sizeof buf) <
+            0 ||
         strcmp(buf, want) != 0)
         problem(b, "kinfer-source-partition is '%s', expected %s", buf, want);
     snprintf(want, sizeof want, "%" PRId64, b->dr.offset);
@@ -305,8 +306,7 @@ static int all_dead(void *arg)
 }
 
 /* Names of the cases for which count() is zero, for failure messages. */
-static void list_missing(const struct run *run, int dlq, char *buf,
-                         size_t size)
+static void list_missing(const struct run *run, int dlq, char *buf, size_t size)
 {
     size_t used = 0;
     buf[0] = '\0';
@@ -335,8 +335,8 @@ static void test_malformed(void **state)
                "create %s", in);
     IT_REQUIRE(ctx, it_topic_create(ctx, out, N_PARTITIONS, NULL) == 0,
                "create %s", out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, big_topic) == 0,
-               "create %s", dlq);
+    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, big_topic) == 0, "create %s",
+               dlq);
     make_big();
 
     struct run *run = calloc(1, sizeof *run);
@@ -354,13 +354,13 @@ static void test_malformed(void **state)
         char key[64];
         int klen = snprintf(key, sizeof key, "bad-%s", cases[c].name);
         rd_kafka_headers_t *h = case_headers(c);
-        IT_REQUIRE(ctx, it_produce(ctx, in, part, key, (size_t)klen,
-                                   cases[c].value, case_len(&cases[c]), h,
-                                   &run->bad[c].dr) == 0,
+        IT_REQUIRE(ctx,
+                   it_produce(ctx, in, part, key, (size_t)klen, cases[c].value,
+                              case_len(&cases[c]), h, &run->bad[c].dr) == 0,
                    "produce case %s", cases[c].name);
         for (int k = 0; k < VALID_AFTER_EACH; k++, next_valid++)
-            IT_REQUIRE(ctx, it_req_produce(ctx, in, next_valid, part,
-                                           NULL) == 0,
+            IT_REQUIRE(ctx,
+                       it_req_produce(ctx, in, next_valid, part, NULL) == 0,
                        "produce r-%zu", next_valid);
     }
     IT_REQUIRE(ctx, it_produce_flush(ctx, 60000) == 0, "deliver requests");
@@ -370,10 +370,19 @@ static void test_malformed(void **state)
     IT_REQUIRE(ctx, rout != NULL && rdlq != NULL, "readers");
 
     /* The producer side needs room for the dead-lettered 1.3 MB copy. */
-    const char *args[] = {"--group", group, "--input-topic", in,
-                          "--output-topic", out, "--dlq-topic", dlq,
-                          "--threads", "2",
-                          "-X", "message.max.bytes=3000000", NULL};
+    const char *args[] = {"--group",
+                          group,
+                          "--input-topic",
+                          in,
+                          "--output-topic",
+                          out,
+                          "--dlq-topic",
+                          dlq,
+                          "--threads",
+                          "2",
+                          "-X",
+                          "message.max.bytes=3000000",
+                          NULL};
     struct it_proc *w = it_worker_spawn(ctx, "worker", args);
     IT_REQUIRE(ctx, w != NULL, "spawn worker");
 
@@ -393,8 +402,7 @@ static void test_malformed(void **state)
     int status = 0;
     char st[64];
     IT_REQUIRE(ctx, it_proc_wait(w, STOP_TIMEOUT_MS, &status, NULL) == 0,
-               "worker did not exit within %d ms of SIGTERM",
-               STOP_TIMEOUT_MS);
+               "worker did not exit within %d ms of SIGTERM", STOP_TIMEOUT_MS);
     IT_REQUIRE(ctx, WIFEXITED(status) && WEXITSTATUS(status) == 0,
                "worker ended with %s after SIGTERM",
                it_status_str(status, st, sizeof st));

@@ -35,28 +35,28 @@
 #define TOL_ABS 1e-5
 #define TOL_REL 1e-4
 
-static const char *const files[] = {"mlp", "mlp_acts", "recsys",
-                                    "recsys_ties", "nlp"};
+static const char *const files[] = {"mlp", "mlp_acts", "recsys", "recsys_ties",
+                                    "nlp"};
 #define N_FILES (sizeof files / sizeof files[0])
 
 /* Set by main from the command line. */
-static const char *gen_dir;    /* the generators' OUTDIR */
-static const char *ft_plugin;  /* kinfer_fasttext.so */
+static const char *gen_dir;   /* the generators' OUTDIR */
+static const char *ft_plugin; /* kinfer_fasttext.so */
 
 /* One request sent and what its result must be. */
 struct tcase {
-    char label[160];        /* "<file>: <case name>" for messages */
-    char *body;             /* request JSON, as produced */
+    char label[160]; /* "<file>: <case name>" for messages */
+    char *body;      /* request JSON, as produced */
     size_t len;
-    char *id;               /* the request's id */
-    char *model;            /* its model_name */
-    char *want_version;     /* model_version of a success result */
-    json_t *want_outputs;   /* NULL: an error case */
-    char *want_error;       /* substring of the error message */
+    char *id;             /* the request's id */
+    char *model;          /* its model_name */
+    char *want_version;   /* model_version of a success result */
+    json_t *want_outputs; /* NULL: an error case */
+    char *want_error;     /* substring of the error message */
     double abs_tol, rel_tol;
-    unsigned results;       /* results read for this case */
-    json_t *got_outputs;    /* outputs of the first result, or NULL */
-    char problem[640];      /* first thing found wrong, or "" */
+    unsigned results;    /* results read for this case */
+    json_t *got_outputs; /* outputs of the first result, or NULL */
+    char problem[640];   /* first thing found wrong, or "" */
 };
 
 /* The cases of one worker run, keyed "<prefix>-<index>". */
@@ -64,9 +64,9 @@ struct run {
     char prefix[8];
     struct tcase *cases;
     size_t n, cap;
-    size_t answered;        /* cases with at least one result */
-    size_t duplicates;      /* results beyond the first per case */
-    size_t foreign;         /* messages with a key that is not ours */
+    size_t answered;   /* cases with at least one result */
+    size_t duplicates; /* results beyond the first per case */
+    size_t foreign;    /* messages with a key that is not ours */
     char foreign_what[256];
 };
 
@@ -127,8 +127,7 @@ static void case_set_request(struct tcase *c, const json_t *req)
     assert_non_null(c->body);
     c->len = strlen(c->body);
     const char *id = json_string_value(json_object_get(req, "id"));
-    const char *model =
-        json_string_value(json_object_get(req, "model_name"));
+    const char *model = json_string_value(json_object_get(req, "model_name"));
     assert_non_null(id);
     assert_non_null(model);
     c->id = xstrdup(id);
@@ -168,8 +167,9 @@ static json_t *load_expected(const char *name)
     json_error_t jerr;
     json_t *cases = json_load_file(path, 0, &jerr);
     if (!json_is_array(cases) || json_array_size(cases) == 0) {
-        fprintf(stderr, "it: %s: not a non-empty JSON array (%s); did the "
-                        "models fixture run?\n",
+        fprintf(stderr,
+                "it: %s: not a non-empty JSON array (%s); did the "
+                "models fixture run?\n",
                 path, jerr.text);
         fail();
     }
@@ -188,8 +188,7 @@ static void add_expected(struct run *r, const char *file, size_t i,
     if (name != NULL)
         snprintf(c->label, sizeof c->label, "%s[%zu] %s", file, i, name);
     else
-        snprintf(c->label, sizeof c->label, "%s[%zu] id %s", file, i,
-                 c->id);
+        snprintf(c->label, sizeof c->label, "%s[%zu] id %s", file, i, c->id);
     const json_t *outs = json_object_get(e, "outputs");
     const char *err = json_string_value(json_object_get(e, "error"));
     if (outs != NULL) {
@@ -215,7 +214,8 @@ static const json_t *find_tensor(const json_t *outs, const char *name,
     size_t i;
     json_t *t;
     *count = 0;
-    json_array_foreach(outs, i, t) {
+    json_array_foreach(outs, i, t)
+    {
         const char *n = json_string_value(json_object_get(t, "name"));
         if (n != NULL && strcmp(n, name) == 0) {
             found = t;
@@ -257,35 +257,34 @@ static int element_match(const char *dt, const json_t *g, const json_t *w,
 /* Compare an outputs array with the wanted one: the same tensor names
  * (each once), datatypes, shapes and data within the tolerance.  Returns
  * 0, or -1 with the first difference in why. */
-static int outputs_match(const json_t *got, const json_t *want,
-                         double abs_tol, double rel_tol, char *why,
-                         size_t size)
+static int outputs_match(const json_t *got, const json_t *want, double abs_tol,
+                         double rel_tol, char *why, size_t size)
 {
     if (!json_is_array(got)) {
         snprintf(why, size, "\"outputs\" is not an array");
         return -1;
     }
     if (json_array_size(got) != json_array_size(want)) {
-        snprintf(why, size, "%zu outputs, expected %zu",
-                 json_array_size(got), json_array_size(want));
+        snprintf(why, size, "%zu outputs, expected %zu", json_array_size(got),
+                 json_array_size(want));
         return -1;
     }
     size_t i;
     json_t *w;
-    json_array_foreach(want, i, w) {
+    json_array_foreach(want, i, w)
+    {
         const char *name = json_string_value(json_object_get(w, "name"));
         const char *wdt = json_string_value(json_object_get(w, "datatype"));
         size_t count;
         const json_t *g = find_tensor(got, name, &count);
         if (count != 1) {
-            snprintf(why, size, "output \"%s\" appears %zu times", name,
-                     count);
+            snprintf(why, size, "output \"%s\" appears %zu times", name, count);
             return -1;
         }
         const char *gdt = json_string_value(json_object_get(g, "datatype"));
         if (gdt == NULL || strcmp(gdt, wdt) != 0) {
-            snprintf(why, size, "output \"%s\": datatype %s, expected %s",
-                     name, gdt ? gdt : "(none)", wdt);
+            snprintf(why, size, "output \"%s\": datatype %s, expected %s", name,
+                     gdt ? gdt : "(none)", wdt);
             return -1;
         }
         const json_t *gs = json_object_get(g, "shape");
@@ -293,8 +292,8 @@ static int outputs_match(const json_t *got, const json_t *want,
         if (!json_equal(gs, ws)) {
             char *a = json_dumps(gs, JSON_COMPACT | JSON_ENCODE_ANY);
             char *b = json_dumps(ws, JSON_COMPACT);
-            snprintf(why, size, "output \"%s\": shape %s, expected %s",
-                     name, a ? a : "(none)", b ? b : "?");
+            snprintf(why, size, "output \"%s\": shape %s, expected %s", name,
+                     a ? a : "(none)", b ? b : "?");
             free(a);
             free(b);
             return -1;
@@ -302,8 +301,9 @@ static int outputs_match(const json_t *got, const json_t *want,
         const json_t *gd = json_object_get(g, "data");
         const json_t *wd = json_object_get(w, "data");
         if (!json_is_array(gd) || json_array_size(gd) != json_array_size(wd)) {
-            snprintf(why, size, "output \"%s\": %zu data values, expected "
-                                "%zu",
+            snprintf(why, size,
+                     "output \"%s\": %zu data values, expected "
+                     "%zu",
                      name, json_array_size(gd), json_array_size(wd));
             return -1;
         }
@@ -314,8 +314,9 @@ static int outputs_match(const json_t *got, const json_t *want,
                 continue;
             char *a = json_dumps(ge, JSON_ENCODE_ANY);
             char *b = json_dumps(we, JSON_ENCODE_ANY);
-            snprintf(why, size, "output \"%s\" (%s) element %zu: got %s, "
-                                "expected %s",
+            snprintf(why, size,
+                     "output \"%s\" (%s) element %zu: got %s, "
+                     "expected %s",
                      name, wdt, k, a ? a : "?", b ? b : "?");
             free(a);
             free(b);
@@ -326,8 +327,7 @@ static int outputs_match(const json_t *got, const json_t *want,
 }
 
 /* Check one result against its case. */
-static void check_result(struct tcase *c, const json_t *res,
-                         const char *raw)
+static void check_result(struct tcase *c, const json_t *res, const char *raw)
 {
     if (!json_is_object(res)) {
         problem(c, "result is not a JSON object: %.200s", raw);
@@ -335,8 +335,7 @@ static void check_result(struct tcase *c, const json_t *res,
     }
     const char *id = json_string_value(json_object_get(res, "id"));
     if (id == NULL || strcmp(id, c->id) != 0)
-        problem(c, "result id is %s, expected %s", id ? id : "(none)",
-                c->id);
+        problem(c, "result id is %s, expected %s", id ? id : "(none)", c->id);
     const char *err = json_string_value(json_object_get(res, "error"));
     const json_t *outs = json_object_get(res, "outputs");
     if (c->want_outputs == NULL) {
@@ -344,8 +343,7 @@ static void check_result(struct tcase *c, const json_t *res,
             problem(c, "expected an error containing '%s', got %.300s",
                     c->want_error, raw);
         else if (strstr(err, c->want_error) == NULL)
-            problem(c, "error '%s' does not contain '%s'", err,
-                    c->want_error);
+            problem(c, "error '%s' does not contain '%s'", err, c->want_error);
         if (outs != NULL)
             problem(c, "error result carries outputs: %.200s", raw);
         return;
@@ -403,8 +401,8 @@ static void on_result(const struct it_msg *m, void *arg)
     else
         r->duplicates++;
     json_error_t jerr;
-    json_t *res = m->value != NULL ? json_loadb(m->value, m->len, 0, &jerr)
-                                   : NULL;
+    json_t *res =
+        m->value != NULL ? json_loadb(m->value, m->len, 0, &jerr) : NULL;
     check_result(c, res, m->value != NULL ? m->value : "(null)");
     json_decref(res);
 }
@@ -423,8 +421,8 @@ static void list_missing(const struct run *r, char *buf, size_t size)
     for (size_t i = 0; i < r->n && listed < 12; i++) {
         if (r->cases[i].results != 0)
             continue;
-        int w = snprintf(buf + used, size - used, "%s'%s'",
-                         listed ? ", " : "", r->cases[i].label);
+        int w = snprintf(buf + used, size - used, "%s'%s'", listed ? ", " : "",
+                         r->cases[i].label);
         if (w < 0 || (size_t)w >= size - used)
             break;
         used += (size_t)w;
@@ -444,8 +442,8 @@ static const struct tcase *first_problem(const struct run *r, size_t *count)
         if (first == NULL)
             first = c;
         if ((*count)++ < 10)
-            fprintf(stderr, "it: wrong: %s (model %s, id %s): %s\n",
-                    c->label, c->model, c->id, c->problem);
+            fprintf(stderr, "it: wrong: %s (model %s, id %s): %s\n", c->label,
+                    c->model, c->id, c->problem);
     }
     return first;
 }
@@ -457,9 +455,10 @@ static void produce_run(struct it_ctx *ctx, const char *topic,
     for (size_t i = 0; i < r->n; i++) {
         char key[64];
         int klen = snprintf(key, sizeof key, "%s-%zu", r->prefix, i);
-        IT_REQUIRE(ctx, it_produce(ctx, topic, RD_KAFKA_PARTITION_UA, key,
-                                   (size_t)klen, r->cases[i].body,
-                                   r->cases[i].len, NULL, NULL) == 0,
+        IT_REQUIRE(ctx,
+                   it_produce(ctx, topic, RD_KAFKA_PARTITION_UA, key,
+                              (size_t)klen, r->cases[i].body, r->cases[i].len,
+                              NULL, NULL) == 0,
                    "produce %s", r->cases[i].label);
     }
     IT_REQUIRE(ctx, it_produce_flush(ctx, 60000) == 0,
@@ -511,8 +510,7 @@ static void finish_run(struct it_ctx *ctx, struct it_proc *w,
     int status = 0;
     char st[64];
     IT_REQUIRE(ctx, it_proc_wait(w, STOP_TIMEOUT_MS, &status, NULL) == 0,
-               "worker did not exit within %d ms of SIGTERM",
-               STOP_TIMEOUT_MS);
+               "worker did not exit within %d ms of SIGTERM", STOP_TIMEOUT_MS);
     IT_REQUIRE(ctx, WIFEXITED(status) && WEXITSTATUS(status) == 0,
                "worker ended with %s after SIGTERM",
                it_status_str(status, st, sizeof st));
@@ -520,8 +518,9 @@ static void finish_run(struct it_ctx *ctx, struct it_proc *w,
 
     size_t bad;
     const struct tcase *p = first_problem(r, &bad);
-    IT_REQUIRE(ctx, p == NULL, "%zu wrong results; first: %s (model %s, "
-                               "id %s): %s",
+    IT_REQUIRE(ctx, p == NULL,
+               "%zu wrong results; first: %s (model %s, "
+               "id %s): %s",
                bad, p ? p->label : "", p ? p->model : "", p ? p->id : "",
                p ? p->problem : "");
     IT_REQUIRE(ctx, r->foreign == 0,
@@ -529,8 +528,8 @@ static void finish_run(struct it_ctx *ctx, struct it_proc *w,
                r->foreign, r->foreign_what);
 
     int64_t end[N_PARTITIONS], committed[N_PARTITIONS];
-    IT_REQUIRE(ctx, it_offsets(ctx, in, group, N_PARTITIONS, end,
-                               committed) == 0,
+    IT_REQUIRE(ctx,
+               it_offsets(ctx, in, group, N_PARTITIONS, end, committed) == 0,
                "offsets of %s", group);
     for (int q = 0; q < N_PARTITIONS; q++)
         IT_REQUIRE(ctx, committed[q] == end[q],
@@ -539,8 +538,8 @@ static void finish_run(struct it_ctx *ctx, struct it_proc *w,
 }
 
 /* Fresh input and output topics and a group name. */
-static void make_topics(struct it_ctx *ctx, char *in, char *out,
-                        char *group, size_t size)
+static void make_topics(struct it_ctx *ctx, char *in, char *out, char *group,
+                        size_t size)
 {
     it_unique_name(ctx, "in", in, size);
     it_unique_name(ctx, "out", out, size);
@@ -574,10 +573,10 @@ static void test_expected_cases(void **state)
     }
     /* A model nobody serves: an error result that names it. */
     struct tcase *c = run_add(&r);
-    json_t *req = json_pack(
-        "{s:s, s:s, s:[{s:s, s:s, s:[i], s:[f,f]}]}", "id",
-        "unknown-model-1", "model_name", "no_such_model", "inputs", "name",
-        "x", "datatype", "FP32", "shape", 2, "data", 1.0, 2.0);
+    json_t *req = json_pack("{s:s, s:s, s:[{s:s, s:s, s:[i], s:[f,f]}]}", "id",
+                            "unknown-model-1", "model_name", "no_such_model",
+                            "inputs", "name", "x", "datatype", "FP32", "shape",
+                            2, "data", 1.0, 2.0);
     assert_non_null(req);
     case_set_request(c, req);
     json_decref(req);
@@ -590,10 +589,10 @@ static void test_expected_cases(void **state)
     struct it_reader *rd = it_reader_new(ctx, out, on_result, &r);
     IT_REQUIRE(ctx, rd != NULL, "reader of %s", out);
 
-    const char *args[] = {"--group", group, "--input-topic", in,
-                          "--output-topic", out, "--threads", "2",
-                          "--model-repo", repo, "--plugin", ft_plugin,
-                          NULL};
+    const char *args[] = {
+        "--group",   group, "--input-topic", in,   "--output-topic", out,
+        "--threads", "2",   "--model-repo",  repo, "--plugin",       ft_plugin,
+        NULL};
     int64_t start = it_now_ms();
     struct it_proc *w = it_worker_spawn(ctx, "repo", args);
     IT_REQUIRE(ctx, w != NULL, "spawn worker");
@@ -605,9 +604,8 @@ static void test_expected_cases(void **state)
     printf("RESULT it_models cases=%zu (mlp=%zu mlp_acts=%zu recsys=%zu "
            "recsys_ties=%zu nlp=%zu unknown=1) error_cases=%zu "
            "duplicates=%zu seconds=%.1f\n",
-           r.n, per_file[0], per_file[1], per_file[2], per_file[3],
-           per_file[4], errors, r.duplicates,
-           (it_now_ms() - start) / 1000.0);
+           r.n, per_file[0], per_file[1], per_file[2], per_file[3], per_file[4],
+           errors, r.duplicates, (it_now_ms() - start) / 1000.0);
     it_reader_free(rd);
     run_clear(&r);
 }
@@ -619,8 +617,7 @@ static void copy_file(const char *from, const char *to)
     FILE *in = fopen(from, "rb");
     FILE *out = fopen(to, "wb");
     if (in == NULL || out == NULL) {
-        fprintf(stderr, "it: copy %s -> %s: %s\n", from, to,
-                strerror(errno));
+        fprintf(stderr, "it: copy %s -> %s: %s\n", from, to, strerror(errno));
         fail();
     }
     char buf[65536];
@@ -688,11 +685,10 @@ static void test_batching(void **state)
             json_object_set_new(req, "id", json_string(id));
             json_object_set_new(req, "model_name",
                                 json_string(copy ? "mlp_b1" : "mlp"));
-            json_t *one = json_pack("{s:O, s:O*, s:O*, s:O*}", "request",
-                                    req, "name",
-                                    json_object_get(e, "name"), "outputs",
-                                    json_object_get(e, "outputs"), "error",
-                                    json_object_get(e, "error"));
+            json_t *one = json_pack("{s:O, s:O*, s:O*, s:O*}", "request", req,
+                                    "name", json_object_get(e, "name"),
+                                    "outputs", json_object_get(e, "outputs"),
+                                    "error", json_object_get(e, "error"));
             assert_non_null(one);
             add_expected(&r, "mlp", n % ncases, one,
                          copy ? v_single : v_batched);
@@ -708,9 +704,17 @@ static void test_batching(void **state)
     struct it_reader *rd = it_reader_new(ctx, out, on_result, &r);
     IT_REQUIRE(ctx, rd != NULL, "reader of %s", out);
 
-    const char *args[] = {"--group", group, "--input-topic", in,
-                          "--output-topic", out, "--threads", "2",
-                          "--model-repo", repo, NULL};
+    const char *args[] = {"--group",
+                          group,
+                          "--input-topic",
+                          in,
+                          "--output-topic",
+                          out,
+                          "--threads",
+                          "2",
+                          "--model-repo",
+                          repo,
+                          NULL};
     int64_t start = it_now_ms();
     struct it_proc *w = it_worker_spawn(ctx, "batching", args);
     IT_REQUIRE(ctx, w != NULL, "spawn worker");
@@ -727,19 +731,17 @@ static void test_batching(void **state)
         IT_REQUIRE(ctx, b->got_outputs != NULL && u->got_outputs != NULL,
                    "no outputs kept for %s / %s", b->id, u->id);
         char why[400];
-        IT_REQUIRE(ctx, outputs_match(b->got_outputs, u->got_outputs,
-                                      TOL_ABS, TOL_REL, why,
-                                      sizeof why) == 0,
-                   "batched %s and unbatched %s differ: %s", b->id, u->id,
-                   why);
+        IT_REQUIRE(ctx,
+                   outputs_match(b->got_outputs, u->got_outputs, TOL_ABS,
+                                 TOL_REL, why, sizeof why) == 0,
+                   "batched %s and unbatched %s differ: %s", b->id, u->id, why);
         compared++;
         identical += json_equal(b->got_outputs, u->got_outputs);
     }
     printf("RESULT it_models_batching requests=%zu (mlp batched=%d, "
            "mlp_b1 unbatched=%d) pairs_compared=%zu bit_identical=%zu "
            "duplicates=%zu seconds=%.1f\n",
-           r.n, N_BURST, N_BURST, compared, identical, r.duplicates,
-           seconds);
+           r.n, N_BURST, N_BURST, compared, identical, r.duplicates, seconds);
     /* The worker logs each batching model's counts when it stops: the
      * burst must have formed real batches, and mlp_b1 none at all. */
     size_t items = 0, batches = 0;
@@ -749,9 +751,10 @@ static void test_batching(void **state)
                "with B < %d; got %d line(s), %zu requests, %zu batches",
                N_BURST, N_BURST, lines, items, batches);
     size_t dummy_i, dummy_b;
-    IT_REQUIRE(ctx, batch_counts(it_proc_log_path(w), "mlp_b1", &dummy_i,
-                                 &dummy_b) == 0,
-               "mlp_b1 (max_batch_size 1) must not go through a batcher");
+    IT_REQUIRE(
+        ctx,
+        batch_counts(it_proc_log_path(w), "mlp_b1", &dummy_i, &dummy_b) == 0,
+        "mlp_b1 (max_batch_size 1) must not go through a batcher");
     printf("RESULT it_models_batch_counts mlp_requests=%zu mlp_batches=%zu "
            "mean_batch=%.2f\n",
            items, batches, (double)items / (double)batches);
@@ -799,15 +802,16 @@ int main(int argc, char **argv)
             h_argv[h_argc++] = argv[i];
     }
     if (gen_dir == NULL || ft_plugin == NULL) {
-        fprintf(stderr, "usage: %s --gen DIR --fasttext PATH "
-                        "<harness options>\n",
+        fprintf(stderr,
+                "usage: %s --gen DIR --fasttext PATH "
+                "<harness options>\n",
                 argv[0]);
         free(h_argv);
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(
-            test_expected_cases, setup_ctx, teardown_ctx, "models"),
+        cmocka_unit_test_prestate_setup_teardown(test_expected_cases, setup_ctx,
+                                                 teardown_ctx, "models"),
         cmocka_unit_test_prestate_setup_teardown(
             test_batching, setup_ctx, teardown_ctx, "models-batching"),
     };

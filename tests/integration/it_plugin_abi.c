@@ -33,16 +33,16 @@
 /* Set by main from the command line. */
 static const char *worker;
 static const char *log_dir;
-static const char *scratch;     /* a directory for the broken repos */
+static const char *scratch; /* a directory for the broken repos */
 static const char *bad_abi, *bad_null, *no_entry, *fasttext;
 
 /* How one start of the worker ended. */
 struct outcome {
-    int status;          /* waitpid status */
-    int timed_out;       /* still running at the deadline: killed */
+    int status;    /* waitpid status */
+    int timed_out; /* still running at the deadline: killed */
     long elapsed_ms;
-    char out[8192];      /* what it wrote to stdout (truncated) */
-    char err[8192];      /* ... and to stderr */
+    char out[8192]; /* what it wrote to stdout (truncated) */
+    char err[8192]; /* ... and to stderr */
 };
 
 static long now_ms(void)
@@ -77,10 +77,8 @@ static void run_worker(const char *label, const char *const *args,
                        struct outcome *o)
 {
     char out_path[1024], err_path[1024];
-    snprintf(out_path, sizeof out_path, "%s/plugin_abi.%s.out", log_dir,
-             label);
-    snprintf(err_path, sizeof err_path, "%s/plugin_abi.%s.err", log_dir,
-             label);
+    snprintf(out_path, sizeof out_path, "%s/plugin_abi.%s.out", log_dir, label);
+    snprintf(err_path, sizeof err_path, "%s/plugin_abi.%s.err", log_dir, label);
     memset(o, 0, sizeof *o);
 
     size_t nargs = 0;
@@ -99,8 +97,8 @@ static void run_worker(const char *label, const char *const *args,
     int efd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int nul = open("/dev/null", O_RDONLY);
     if (ofd < 0 || efd < 0 || nul < 0) {
-        fprintf(stderr, "it: cannot open %s or %s: %s\n", out_path,
-                err_path, strerror(errno));
+        fprintf(stderr, "it: cannot open %s or %s: %s\n", out_path, err_path,
+                strerror(errno));
         fail();
     }
     pid_t parent = getpid();
@@ -146,8 +144,7 @@ static void run_worker(const char *label, const char *const *args,
     read_text(err_path, o->err, sizeof o->err);
 }
 
-static const char *status_str(const struct outcome *o, char *buf,
-                              size_t size)
+static const char *status_str(const struct outcome *o, char *buf, size_t size)
 {
     if (o->timed_out)
         snprintf(buf, size, "still running after %d ms (killed)",
@@ -167,8 +164,8 @@ static void expect_refusal(const char *what, const struct outcome *o,
                            const char *const *needles)
 {
     char st[96];
-    int ok = !o->timed_out && WIFEXITED(o->status) &&
-             WEXITSTATUS(o->status) == 2;
+    int ok =
+        !o->timed_out && WIFEXITED(o->status) && WEXITSTATUS(o->status) == 2;
     const char *lacking = NULL;
     for (size_t i = 0; needles[i] != NULL && lacking == NULL; i++) {
         if (strstr(o->err, needles[i]) == NULL)
@@ -183,8 +180,7 @@ static void expect_refusal(const char *what, const struct outcome *o,
             status_str(o, st, sizeof st));
     if (lacking != NULL)
         fprintf(stderr, "; stderr lacks \"%s\"", lacking);
-    fprintf(stderr, "\n---- stderr:\n%s---- stdout:\n%s----\n", o->err,
-            o->out);
+    fprintf(stderr, "\n---- stderr:\n%s---- stdout:\n%s----\n", o->err, o->out);
     fail();
 }
 
@@ -294,8 +290,8 @@ static void test_repo_invalid_json(void **state)
     (void)state;
     char repo[1024], file[1200];
     make_repo("repo-json", "broken",
-              "{\"backend\": \"scale\",\n \"max_batch_size\": 4,,\n}\n",
-              repo, sizeof repo);
+              "{\"backend\": \"scale\",\n \"max_batch_size\": 4,,\n}\n", repo,
+              sizeof repo);
     snprintf(file, sizeof file, "%s/broken/config.json", repo);
     struct outcome o;
     const char *args[] = {"--model-repo", repo, NULL};
@@ -338,8 +334,8 @@ static void test_repo_backend_not_loaded(void **state)
     (void)state;
     char repo[1024];
     make_repo("repo-backend", "nlp",
-              "{\"backend\": \"fasttext\", \"model\": \"model.bin\"}\n",
-              repo, sizeof repo);
+              "{\"backend\": \"fasttext\", \"model\": \"model.bin\"}\n", repo,
+              sizeof repo);
     struct outcome o;
     const char *args[] = {"--model-repo", repo, NULL};
     run_worker("repo_backend", args, &o);
@@ -379,8 +375,8 @@ int main(int argc, char **argv)
     }
     if ((mkdir(log_dir, 0755) != 0 && errno != EEXIST) ||
         (mkdir(scratch, 0755) != 0 && errno != EEXIST)) {
-        fprintf(stderr, "it: cannot create %s or %s: %s\n", log_dir,
-                scratch, strerror(errno));
+        fprintf(stderr, "it: cannot create %s or %s: %s\n", log_dir, scratch,
+                strerror(errno));
         return 1;
     }
     const struct CMUnitTest tests[] = {

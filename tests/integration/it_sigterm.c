@@ -35,16 +35,24 @@ static void make_topics(struct it_ctx *ctx, struct topics *t)
                "create %s", t->in);
     IT_REQUIRE(ctx, it_topic_create(ctx, t->out, N_PARTITIONS, NULL) == 0,
                "create %s", t->out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, t->dlq, 1, NULL) == 0,
-               "create %s", t->dlq);
+    IT_REQUIRE(ctx, it_topic_create(ctx, t->dlq, 1, NULL) == 0, "create %s",
+               t->dlq);
 }
 
 static struct it_proc *spawn(struct it_ctx *ctx, const struct topics *t,
                              const char *label)
 {
-    const char *args[] = {"--group", t->group, "--input-topic", t->in,
-                          "--output-topic", t->out, "--dlq-topic", t->dlq,
-                          "--threads", "2", NULL};
+    const char *args[] = {"--group",
+                          t->group,
+                          "--input-topic",
+                          t->in,
+                          "--output-topic",
+                          t->out,
+                          "--dlq-topic",
+                          t->dlq,
+                          "--threads",
+                          "2",
+                          NULL};
     struct it_proc *p = it_worker_spawn(ctx, label, args);
     IT_REQUIRE(ctx, p != NULL, "spawn %s", label);
     return p;
@@ -68,8 +76,7 @@ static int64_t stop(struct it_ctx *ctx, struct it_proc *p)
     return ms;
 }
 
-static void require_committed_at_end(struct it_ctx *ctx,
-                                     const struct topics *t)
+static void require_committed_at_end(struct it_ctx *ctx, const struct topics *t)
 {
     it_require_committed_at_end(ctx, t->in, t->group, N_PARTITIONS);
 }
@@ -79,11 +86,11 @@ static void require_all_right(struct it_ctx *ctx, struct it_answers *ans)
     char missing[512];
     it_answers_missing(ans, 20, missing, sizeof missing);
     IT_REQUIRE(ctx, ans->unique == ans->n,
-               "%zu of %zu requests answered; missing: %s", ans->unique,
-               ans->n, missing);
-    IT_REQUIRE(ctx, ans->wrong == 0,
-               "%zu wrong results; first: %s | %s | %s", ans->wrong,
-               ans->first_wrong[0], ans->first_wrong[1], ans->first_wrong[2]);
+               "%zu of %zu requests answered; missing: %s", ans->unique, ans->n,
+               missing);
+    IT_REQUIRE(ctx, ans->wrong == 0, "%zu wrong results; first: %s | %s | %s",
+               ans->wrong, ans->first_wrong[0], ans->first_wrong[1],
+               ans->first_wrong[2]);
     IT_REQUIRE(ctx, ans->foreign == 0, "%zu results with foreign keys",
                ans->foreign);
 }
@@ -101,8 +108,9 @@ static void test_sigterm_idle(void **state)
     struct it_reader *r = it_reader_new(ctx, t.out, it_answers_on_msg, ans);
     IT_REQUIRE(ctx, r != NULL, "reader on %s", t.out);
     struct it_proc *w = spawn(ctx, &t, "worker");
-    IT_REQUIRE(ctx, it_reader_wait(r, it_answers_all, ans, 120000,
-                                   "a result for every request") == 0,
+    IT_REQUIRE(ctx,
+               it_reader_wait(r, it_answers_all, ans, 120000,
+                              "a result for every request") == 0,
                "%zu of %zu answered", ans->unique, n);
     int64_t stop_ms = stop(ctx, w);
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s", t.out);
@@ -135,19 +143,20 @@ static void test_sigterm_midstream(void **state)
     IT_REQUIRE(ctx, it_req_produce_range(ctx, t.in, 0, n, dr) == 0,
                "produce %zu requests", n);
     ans->target = 1000;
-    IT_REQUIRE(ctx, it_reader_wait(r, it_answers_reached, ans, 120000,
-                                   "the first results") == 0,
+    IT_REQUIRE(ctx,
+               it_reader_wait(r, it_answers_reached, ans, 120000,
+                              "the first results") == 0,
                "only %zu answered", ans->unique);
     size_t answered_at_signal = ans->unique;
     int64_t stop_ms = stop(ctx, a);
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s", t.out);
-    IT_REQUIRE(ctx, ans->wrong == 0, "%zu wrong results; first: %s",
-               ans->wrong, ans->first_wrong[0]);
+    IT_REQUIRE(ctx, ans->wrong == 0, "%zu wrong results; first: %s", ans->wrong,
+               ans->first_wrong[0]);
 
     int64_t end[N_PARTITIONS], committed[N_PARTITIONS];
-    IT_REQUIRE(ctx, it_offsets(ctx, t.in, t.group, N_PARTITIONS, end,
-                               committed) == 0,
-               "offsets of %s", t.group);
+    IT_REQUIRE(
+        ctx, it_offsets(ctx, t.in, t.group, N_PARTITIONS, end, committed) == 0,
+        "offsets of %s", t.group);
     size_t below = 0, unanswered_below = 0, answered_above = 0;
     size_t first_unanswered = n, first_above = n;
     for (size_t i = 0; i < n; i++) {
@@ -176,14 +185,14 @@ static void test_sigterm_midstream(void **state)
     IT_REQUIRE(ctx, answered_above == 0,
                "%zu answered requests are not committed after a clean "
                "shutdown (first r-%zu at %d/%lld)",
-               answered_above, first_above,
-               (int)dr[first_above].partition,
+               answered_above, first_above, (int)dr[first_above].partition,
                (long long)dr[first_above].offset);
     size_t answered_by_a = ans->unique;
 
     struct it_proc *b = spawn(ctx, &t, "workerB");
-    IT_REQUIRE(ctx, it_reader_wait(r, it_answers_all, ans, 150000,
-                                   "the rest from worker B") == 0,
+    IT_REQUIRE(ctx,
+               it_reader_wait(r, it_answers_all, ans, 150000,
+                              "the rest from worker B") == 0,
                "%zu of %zu answered", ans->unique, n);
     int64_t stop_b_ms = stop(ctx, b);
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s", t.out);
@@ -206,9 +215,9 @@ int main(int argc, char **argv)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_sigterm_idle, NULL,
-                                                it_teardown, ctx),
+                                                 it_teardown, ctx),
         cmocka_unit_test_prestate_setup_teardown(test_sigterm_midstream, NULL,
-                                                it_teardown, ctx),
+                                                 it_teardown, ctx),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     it_ctx_free(ctx);

@@ -46,9 +46,17 @@ static struct it_proc *spawn(struct it_ctx *ctx, const struct topics *t,
                              const char *label, char *group)
 {
     it_unique_name(ctx, "group", group, 256);
-    const char *args[] = {"--group", group, "--input-topic", t->in,
-                          "--output-topic", t->out, "--dlq-topic", t->dlq,
-                          "--threads", "2", NULL};
+    const char *args[] = {"--group",
+                          group,
+                          "--input-topic",
+                          t->in,
+                          "--output-topic",
+                          t->out,
+                          "--dlq-topic",
+                          t->dlq,
+                          "--threads",
+                          "2",
+                          NULL};
     struct it_proc *p = it_worker_spawn(ctx, label, args);
     IT_REQUIRE(ctx, p != NULL, "spawn %s", label);
     return p;
@@ -60,8 +68,7 @@ static int64_t stop_quickly(struct it_ctx *ctx, struct it_proc *p, int sig)
     int status = 0;
     int64_t ms = 0;
     char st[64];
-    IT_REQUIRE(ctx, it_proc_signal(p, sig) == 0, "signal %s",
-               it_proc_label(p));
+    IT_REQUIRE(ctx, it_proc_signal(p, sig) == 0, "signal %s", it_proc_label(p));
     IT_REQUIRE(ctx, it_proc_wait(p, QUICK_EXIT_MS, &status, &ms) == 0,
                "%s did not exit within %d ms of %s", it_proc_label(p),
                QUICK_EXIT_MS, strsignal(sig));
@@ -93,8 +100,8 @@ static void test_stop_at_startup(void **state)
             /* The second half waits until it has joined the group, which
              * is the window between subscribing and being assigned. */
             const char *st = NULL;
-            IT_REQUIRE(ctx, it_group_wait_members(ctx, group, 1, 30000,
-                                                  &st) >= 1,
+            IT_REQUIRE(ctx,
+                       it_group_wait_members(ctx, group, 1, 30000, &st) >= 1,
                        "%s never joined group %s", label, group);
             int w = snprintf(states + used, sizeof states - used, "%s%s",
                              used != 0 ? "," : "", st);
@@ -128,13 +135,13 @@ static void test_stop_when_idle(void **state)
         IT_REQUIRE(ctx, it_req_produce_range(ctx, t.in, round, 1, NULL) == 0,
                    "produce r-%zu", round);
         ans->target = round + 1;
-        IT_REQUIRE(ctx, it_reader_wait(r, it_answers_reached, ans, 60000,
-                                       "the answer to one request") == 0,
+        IT_REQUIRE(ctx,
+                   it_reader_wait(r, it_answers_reached, ans, 60000,
+                                  "the answer to one request") == 0,
                    "%s answered nothing", label);
         ms[round] = stop_quickly(ctx, p, sig);
     }
-    IT_REQUIRE(ctx, ans->wrong == 0, "wrong result: %s",
-               ans->first_wrong[0]);
+    IT_REQUIRE(ctx, ans->wrong == 0, "wrong result: %s", ans->first_wrong[0]);
     printf("RESULT it_startstop_idle sigterm_exit_ms=%lld "
            "sigint_exit_ms=%lld\n",
            (long long)ms[0], (long long)ms[1]);

@@ -32,8 +32,7 @@ static void test_throughput(void **state)
                "create %s", in);
     IT_REQUIRE(ctx, it_topic_create(ctx, out, N_PARTITIONS, NULL) == 0,
                "create %s", out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, NULL) == 0, "create %s",
-               dlq);
+    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, NULL) == 0, "create %s", dlq);
     IT_REQUIRE(ctx, it_req_produce_range(ctx, in, 0, N_REQUESTS, NULL) == 0,
                "produce %d requests", N_REQUESTS);
 
@@ -41,9 +40,17 @@ static void test_throughput(void **state)
     struct it_reader *r = it_reader_new(ctx, out, it_answers_on_msg, ans);
     IT_REQUIRE(ctx, r != NULL, "reader on %s", out);
 
-    const char *args[] = {"--group", group, "--input-topic", in,
-                          "--output-topic", out, "--dlq-topic", dlq,
-                          "--threads", "2", NULL};
+    const char *args[] = {"--group",
+                          group,
+                          "--input-topic",
+                          in,
+                          "--output-topic",
+                          out,
+                          "--dlq-topic",
+                          dlq,
+                          "--threads",
+                          "2",
+                          NULL};
     int64_t t0 = it_now_ms();
     struct it_proc *a = it_worker_spawn(ctx, "workerA", args);
     struct it_proc *b = it_worker_spawn(ctx, "workerB", args);
@@ -80,9 +87,9 @@ static void test_throughput(void **state)
     /* Count duplicates over everything the workers wrote. */
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s to its end",
                out);
-    IT_REQUIRE(ctx, ans->wrong == 0,
-               "%zu wrong results; first: %s | %s | %s", ans->wrong,
-               ans->first_wrong[0], ans->first_wrong[1], ans->first_wrong[2]);
+    IT_REQUIRE(ctx, ans->wrong == 0, "%zu wrong results; first: %s | %s | %s",
+               ans->wrong, ans->first_wrong[0], ans->first_wrong[1],
+               ans->first_wrong[2]);
     IT_REQUIRE(ctx, ans->foreign == 0, "%zu results with foreign keys",
                ans->foreign);
 
@@ -108,7 +115,7 @@ int main(int argc, char **argv)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_throughput, NULL,
-                                                it_teardown, ctx),
+                                                 it_teardown, ctx),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     it_ctx_free(ctx);

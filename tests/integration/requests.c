@@ -119,16 +119,16 @@ int it_req_produce(struct it_ctx *ctx, const char *topic, size_t i,
     char *value = it_req_json(i, &len);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, "trace-id", -1, trace, tlen);
-    int rc = it_produce(ctx, topic, partition, key, (size_t)klen, value, len,
-                        h, dr);
+    int rc =
+        it_produce(ctx, topic, partition, key, (size_t)klen, value, len, h, dr);
     if (rc != 0)
         rd_kafka_headers_destroy(h);
     free(value);
     return rc;
 }
 
-int it_req_produce_range(struct it_ctx *ctx, const char *topic,
-                         size_t first, size_t count, struct it_delivery *dr)
+int it_req_produce_range(struct it_ctx *ctx, const char *topic, size_t first,
+                         size_t count, struct it_delivery *dr)
 {
     for (size_t k = 0; k < count; k++) {
         if (it_req_produce(ctx, topic, first + k, RD_KAFKA_PARTITION_UA,
@@ -137,8 +137,8 @@ int it_req_produce_range(struct it_ctx *ctx, const char *topic,
     }
     int failed = it_produce_flush(ctx, 60000);
     if (failed != 0) {
-        fprintf(stderr, "it: %d of %zu requests were not delivered\n",
-                failed, count);
+        fprintf(stderr, "it: %d of %zu requests were not delivered\n", failed,
+                count);
         return -1;
     }
     return 0;
@@ -180,8 +180,8 @@ static void note_wrong(struct it_answers *a, const char *fmt, ...)
 }
 
 /* Index i when s (len bytes) is exactly prefix followed by decimal i < n. */
-static int parse_index(const char *s, size_t len, const char *prefix,
-                       size_t n, size_t *i)
+static int parse_index(const char *s, size_t len, const char *prefix, size_t n,
+                       size_t *i)
 {
     size_t plen = strlen(prefix);
     if (s == NULL || len <= plen || len > plen + 20 ||
@@ -200,8 +200,7 @@ static int parse_index(const char *s, size_t len, const char *prefix,
 }
 
 /* NULL when result (already parsed) is right for request i, else why. */
-static const char *check_result(size_t i, json_t *res, char *why,
-                                size_t size)
+static const char *check_result(size_t i, json_t *res, char *why, size_t size)
 {
     struct spec s;
     spec_of(i, &s);
@@ -217,8 +216,7 @@ static const char *check_result(size_t i, json_t *res, char *why,
     }
     const char *rid = json_string_value(json_object_get(res, "id"));
     if (rid == NULL || strcmp(rid, id) != 0) {
-        snprintf(why, size, "id is %s, expected %s", rid ? rid : "(none)",
-                 id);
+        snprintf(why, size, "id is %s, expected %s", rid ? rid : "(none)", id);
         return why;
     }
     const char *model = json_string_value(json_object_get(res, "model_name"));
@@ -258,8 +256,8 @@ static const char *check_result(size_t i, json_t *res, char *why,
         }
         double got = json_number_value(v);
         if (fabs(got - want) > 1e-9 * fmax(1.0, fabs(want))) {
-            snprintf(why, size, "data[%zu] = %g, expected %g * %g = %g", j,
-                     got, s.factor, s.values[j], want);
+            snprintf(why, size, "data[%zu] = %g, expected %g * %g = %g", j, got,
+                     s.factor, s.values[j], want);
             return why;
         }
     }
@@ -289,8 +287,8 @@ void it_answers_on_msg(const struct it_msg *m, void *arg)
         return;
     }
     json_error_t jerr;
-    json_t *res = json_loadb(m->value != NULL ? m->value : "", m->len, 0,
-                             &jerr);
+    json_t *res =
+        json_loadb(m->value != NULL ? m->value : "", m->len, 0, &jerr);
     if (res == NULL) {
         note_wrong(a, "r-%zu: result is not JSON (%s): %.200s", i, jerr.text,
                    m->value != NULL ? m->value : "(null)");

@@ -18,8 +18,8 @@ int it_req_produce(struct it_ctx *ctx, const char *topic, size_t i,
 
 /* Queue requests first .. first+count-1 and wait for their delivery.
  * dr, when not NULL, has count entries.  Returns 0, or -1. */
-int it_req_produce_range(struct it_ctx *ctx, const char *topic,
-                         size_t first, size_t count, struct it_delivery *dr);
+int it_req_produce_range(struct it_ctx *ctx, const char *topic, size_t first,
+                         size_t count, struct it_delivery *dr);
 
 /* The JSON text of request i, malloc'd (caller frees); *len its length. */
 char *it_req_json(size_t i, size_t *len);
@@ -27,14 +27,14 @@ char *it_req_json(size_t i, size_t *len);
 /* Tally of results for requests 0 .. n-1 read from the output topic. */
 struct it_answers {
     size_t n;
-    unsigned *count;   /* results seen per request */
-    size_t unique;     /* requests with at least one result */
-    size_t results;    /* result messages for our ids */
-    size_t wrong;      /* results that failed a check */
-    size_t foreign;    /* messages whose key is not one of ours */
-    size_t target;     /* it_answers_reached: wait for this many unique */
-    int64_t first_ms;  /* it_now_ms() when the first result was read */
-    int64_t last_ms;   /* ... and when the latest new request was */
+    unsigned *count;  /* results seen per request */
+    size_t unique;    /* requests with at least one result */
+    size_t results;   /* result messages for our ids */
+    size_t wrong;     /* results that failed a check */
+    size_t foreign;   /* messages whose key is not one of ours */
+    size_t target;    /* it_answers_reached: wait for this many unique */
+    int64_t first_ms; /* it_now_ms() when the first result was read */
+    int64_t last_ms;  /* ... and when the latest new request was */
     char first_wrong[3][512]; /* why the first few failed */
 };
 

@@ -94,8 +94,8 @@ struct kinfer_backend {
      * there is none).  On KINFER_OK *model is the backend's handle;
      * otherwise a reason goes to err[0..errsize). */
     enum kinfer_err (*create)(const struct kinfer_host *host, const char *dir,
-                              const char *config_json, void **model,
-                              char *err, size_t errsize);
+                              const char *config_json, void **model, char *err,
+                              size_t errsize);
 
     /* Run items[0..n) (n >= 1) as one call.  Returns KINFER_OK when every
      * item was either answered or marked failed; any other code fails the

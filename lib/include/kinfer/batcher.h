@@ -31,9 +31,9 @@ typedef void (*kinfer_batch_run_cb)(void **items, size_t n, void *arg);
 typedef int (*kinfer_batch_more_cb)(void *arg);
 
 struct kinfer_batcher_config {
-    size_t max_batch;       /* >= 1 */
-    size_t preferred;       /* 1..max_batch; 0 means max_batch */
-    long max_delay_us;      /* >= 0 */
+    size_t max_batch;  /* >= 1 */
+    size_t preferred;  /* 1..max_batch; 0 means max_batch */
+    long max_delay_us; /* >= 0 */
 };
 
 enum kinfer_err kinfer_batcher_new(const struct kinfer_batcher_config *cfg,

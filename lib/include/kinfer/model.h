@@ -37,9 +37,9 @@ const struct kinfer_host *kinfer_host_get(void);
 
 /* Serving settings of one model (config.json fields of the same names). */
 struct kinfer_model_settings {
-    const char *version;        /* model_version in results; NULL -> "1" */
-    size_t max_batch_size;      /* 0 or 1: no batching */
-    long max_queue_delay_us;    /* how long a batch may wait to fill */
+    const char *version;         /* model_version in results; NULL -> "1" */
+    size_t max_batch_size;       /* 0 or 1: no batching */
+    long max_queue_delay_us;     /* how long a batch may wait to fill */
     size_t preferred_batch_size; /* 0: max_batch_size */
 };
 

@@ -29,14 +29,14 @@ enum kinfer_opt_type {
 };
 
 struct kinfer_optdef {
-    const char *name;     /* long name without "--", e.g. "threads" */
-    const char *env;      /* environment variable, or NULL */
+    const char *name; /* long name without "--", e.g. "threads" */
+    const char *env;  /* environment variable, or NULL */
     enum kinfer_opt_type type;
-    const char *def;      /* default as text, or NULL (unset) */
-    long long min, max;   /* KINFER_OPT_INT bounds */
-    const char *argname;  /* for --help: "N", "LIST" ... */
-    const char *help;     /* one line for --help */
-    int is_config_file;   /* this option names the config file */
+    const char *def;     /* default as text, or NULL (unset) */
+    long long min, max;  /* KINFER_OPT_INT bounds */
+    const char *argname; /* for --help: "N", "LIST" ... */
+    const char *help;    /* one line for --help */
+    int is_config_file;  /* this option names the config file */
 };
 
 struct kinfer_opts;
@@ -84,7 +84,6 @@ void kinfer_opts_kafka_at(const struct kinfer_opts *o, size_t i,
 /* Write usage text: "Usage: <usage_line>", then each option with its
  * argument, environment variable, default and help, then -X. */
 void kinfer_opts_print_help(const struct kinfer_optdef *defs, size_t ndefs,
-                            const char *usage_line, const char *intro,
-                            FILE *f);
+                            const char *usage_line, const char *intro, FILE *f);
 
 #endif

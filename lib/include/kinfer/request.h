@@ -25,31 +25,31 @@ enum kinfer_param_kind {
 
 /* One entry of the request's "parameters" object. */
 struct kinfer_param {
-    char *name;                 /* owned */
+    char *name; /* owned */
     enum kinfer_param_kind kind;
-    double number;              /* NUMBER */
-    int is_integer;             /* NUMBER given as a JSON integer */
-    int64_t integer;            /* NUMBER when is_integer */
-    char *string;               /* STRING: owned; else NULL */
-    int boolean;                /* BOOL */
+    double number;   /* NUMBER */
+    int is_integer;  /* NUMBER given as a JSON integer */
+    int64_t integer; /* NUMBER when is_integer */
+    char *string;    /* STRING: owned; else NULL */
+    int boolean;     /* BOOL */
 };
 
 struct kinfer_request {
-    char *id;                   /* owned; NULL when absent */
-    char *model_name;           /* owned; NULL when absent */
-    struct kinfer_param *params;   /* owned array */
+    char *id;                    /* owned; NULL when absent */
+    char *model_name;            /* owned; NULL when absent */
+    struct kinfer_param *params; /* owned array */
     size_t n_params;
-    struct kinfer_tensor *inputs;  /* owned array */
+    struct kinfer_tensor *inputs; /* owned array */
     size_t n_inputs;
 };
 
 /* Caps that keep hostile input from exhausting memory.  Zero fields take
  * the defaults below. */
 struct kinfer_limits {
-    size_t max_request_bytes;   /* whole message value; default 1000000 */
-    size_t max_elements;        /* per tensor; default 4 Mi elements */
-    size_t max_inputs;          /* inputs per request; default 64 */
-    size_t max_depth;           /* JSON nesting; default 32 */
+    size_t max_request_bytes; /* whole message value; default 1000000 */
+    size_t max_elements;      /* per tensor; default 4 Mi elements */
+    size_t max_inputs;        /* inputs per request; default 64 */
+    size_t max_depth;         /* JSON nesting; default 32 */
 };
 
 #define KINFER_DEFAULT_MAX_REQUEST_BYTES ((size_t)1000000)

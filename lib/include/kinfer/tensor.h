@@ -19,12 +19,12 @@ extern "C" {
 
 enum kinfer_dtype {
     KINFER_DTYPE_INVALID = 0,
-    KINFER_DTYPE_BOOL,  /* one byte per element, 0 or 1 */
+    KINFER_DTYPE_BOOL, /* one byte per element, 0 or 1 */
     KINFER_DTYPE_INT32,
     KINFER_DTYPE_INT64,
     KINFER_DTYPE_FP32,
     KINFER_DTYPE_FP64,
-    KINFER_DTYPE_BYTES  /* elements are struct kinfer_bytes */
+    KINFER_DTYPE_BYTES /* elements are struct kinfer_bytes */
 };
 
 /* One element of a BYTES tensor: len bytes at data, not NUL-terminated
@@ -35,12 +35,12 @@ struct kinfer_bytes {
 };
 
 struct kinfer_tensor {
-    char *name;              /* owned, NUL-terminated */
+    char *name; /* owned, NUL-terminated */
     enum kinfer_dtype dtype;
-    int ndim;                /* 0 .. KINFER_MAX_DIMS */
+    int ndim; /* 0 .. KINFER_MAX_DIMS */
     int64_t shape[KINFER_MAX_DIMS];
-    size_t count;            /* product of shape; 1 when ndim == 0 */
-    void *data;              /* owned; count elements of dtype */
+    size_t count; /* product of shape; 1 when ndim == 0 */
+    void *data;   /* owned; count elements of dtype */
 };
 
 /* "FP32", "INT64", ... (the Open Inference Protocol names); "INVALID" for

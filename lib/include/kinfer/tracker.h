@@ -36,9 +36,8 @@ uint64_t kinfer_tracker_assign(struct kinfer_tracker *t, int32_t partition);
  * the partition's generation, to pass to kinfer_tracker_complete.
  * KINFER_ERR_NOT_FOUND: the partition is not assigned.
  * KINFER_ERR_INVALID: offset not above the last one added. */
-enum kinfer_err kinfer_tracker_add(struct kinfer_tracker *t,
-                                   int32_t partition, int64_t offset,
-                                   uint64_t *gen)
+enum kinfer_err kinfer_tracker_add(struct kinfer_tracker *t, int32_t partition,
+                                   int64_t offset, uint64_t *gen)
     __attribute__((warn_unused_result));
 
 /* Mark offset answered.  Returns KINFER_ERR_NOT_FOUND (and changes
@@ -58,8 +57,8 @@ size_t kinfer_tracker_revoke(struct kinfer_tracker *t, int32_t partition);
  * number of calls.  cb runs with the tracker's lock held: it must not call
  * back into the tracker. */
 size_t kinfer_tracker_collect(struct kinfer_tracker *t,
-                              void (*cb)(int32_t partition,
-                                         int64_t next_offset, void *arg),
+                              void (*cb)(int32_t partition, int64_t next_offset,
+                                         void *arg),
                               void *arg);
 
 /* Offsets in flight: for one partition, or for all when partition < 0. */

@@ -20,17 +20,17 @@ struct kinfer_kafka_prop {
 };
 
 struct kinfer_worker_config {
-    const char *brokers;       /* bootstrap.servers */
-    const char *group;         /* group.id */
+    const char *brokers; /* bootstrap.servers */
+    const char *group;   /* group.id */
     const char *input_topic;
     const char *output_topic;
     const char *dlq_topic;
-    const char *default_model; /* for requests without model_name */
-    size_t threads;            /* inference threads, >= 1 */
-    size_t max_in_flight;      /* requests consumed and not yet answered */
+    const char *default_model;  /* for requests without model_name */
+    size_t threads;             /* inference threads, >= 1 */
+    size_t max_in_flight;       /* requests consumed and not yet answered */
     size_t max_in_flight_bytes; /* their total size */
-    int drain_timeout_ms;      /* shutdown / revocation wait */
-    int stats_interval_ms;     /* periodic stats log line; 0: off */
+    int drain_timeout_ms;       /* shutdown / revocation wait */
+    int stats_interval_ms;      /* periodic stats log line; 0: off */
     struct kinfer_limits limits;
     /* librdkafka properties, applied in order after kinfer's own, to both
      * the consumer and the producer.  Borrowed. */
@@ -40,11 +40,11 @@ struct kinfer_worker_config {
 
 /* Counters, for logs and tests. */
 struct kinfer_worker_stats {
-    unsigned long long consumed;   /* requests dispatched */
-    unsigned long long answered;   /* results delivered */
-    unsigned long long errors;     /* error results delivered */
+    unsigned long long consumed;     /* requests dispatched */
+    unsigned long long answered;     /* results delivered */
+    unsigned long long errors;       /* error results delivered */
     unsigned long long dead_letters; /* DLQ copies delivered */
-    unsigned long long failures;   /* deliveries that failed for good */
+    unsigned long long failures;     /* deliveries that failed for good */
 };
 
 struct kinfer_worker;

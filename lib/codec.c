@@ -4,7 +4,9 @@
  * place of every error.  The only code in kinfer that includes Jansson.
  */
 #include <float.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -190,10 +192,13 @@ static void describe(const json_t *v, char *buf, size_t size)
 /* ------------------------------------------------------------------ */
 /* Decoding                                                           */
 
+struct lift;
+
 struct dec {
     struct kinfer_limits lim; /* zero fields already replaced */
     char *err;
     size_t errsize;
+    const struct lift *lift; /* fast path: pre-parsed data arrays */
 };
 
 static enum kinfer_err fail(struct dec *d, enum kinfer_err code,
@@ -271,6 +276,317 @@ static enum kinfer_err prescan(struct dec *d, const char *s, size_t n)
                     "request is not valid UTF-8: byte 0x%02x at offset %zu",
                     (unsigned char)s[ok], ok);
     return KINFER_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fast path for numeric data                                         */
+
+/* Most of a request is its "data" arrays of numbers, and Jansson spends
+ * a heap object and a locale look-up on each one.  Before Jansson sees the
+ * text, the scanner below finds each input's flat "data" array of plain
+ * JSON numbers, parses the numbers itself into one buffer and hands Jansson
+ * a copy of the text with those arrays emptied.  decode_input then fills
+ * the tensor from the buffer with the same conversions store_elem makes.
+ *
+ * It changes nothing a client can see: only arrays of at least LIFT_MIN
+ * strictly valid numbers are lifted, and whenever the fast decode fails
+ * for any reason the request is decoded again the ordinary way, so every
+ * error message comes from one place.  A test decodes the same data under
+ * "data" and under an escaped "d\u0061ta" key (never lifted) and compares
+ * the results bit for bit. */
+
+#define LIFT_MIN 16
+
+struct lifted {
+    size_t input; /* index in "inputs" */
+    size_t first; /* first value in struct lift's arrays */
+    size_t n;     /* values */
+};
+
+struct lift {
+    char *text; /* the request with lifted arrays replaced by [] */
+    size_t len;
+    struct lifted *arrays;
+    size_t n_arrays, cap_arrays;
+    double *num;     /* every value as a double */
+    int64_t *ival;   /* the value, when it was written as an integer */
+    uint8_t *is_int; /* 1: written as an integer (no fraction/exponent) */
+    size_t n_vals, cap_vals;
+};
+
+static void lift_free(struct lift *l)
+{
+    free(l->text);
+    free(l->arrays);
+    free(l->num);
+    free(l->ival);
+    free(l->is_int);
+}
+
+static int lift_grow_vals(struct lift *l)
+{
+    if (l->n_vals < l->cap_vals)
+        return 0;
+    size_t cap = l->cap_vals ? l->cap_vals * 2 : 256;
+    double *num = realloc(l->num, cap * sizeof *num);
+    if (num != NULL)
+        l->num = num;
+    int64_t *ival = realloc(l->ival, cap * sizeof *ival);
+    if (ival != NULL)
+        l->ival = ival;
+    uint8_t *is_int = realloc(l->is_int, cap);
+    if (is_int != NULL)
+        l->is_int = is_int;
+    if (num == NULL || ival == NULL || is_int == NULL)
+        return -1;
+    l->cap_vals = cap;
+    return 0;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Parse one strict JSON number at s[*i..n) into the next value slot.
+ * 0 on success (with *i past it); -1 when the text is not a plain JSON
+ * number Jansson would accept with the same value (integers beyond int64
+ * and reals that overflow are left to Jansson and its messages). */
+static int lift_number(struct lift *l, const char *s, size_t n, size_t *i)
+{
+    size_t j = *i, start = j;
+    int integral = 1;
+    if (j < n && s[j] == '-')
+        j++;
+    if (j >= n || !is_digit(s[j]))
+        return -1;
+    if (s[j] == '0')
+        j++;
+    else
+        while (j < n && is_digit(s[j]))
+            j++;
+    if (j < n && s[j] == '.') {
+        integral = 0;
+        j++;
+        if (j >= n || !is_digit(s[j]))
+            return -1;
+        while (j < n && is_digit(s[j]))
+            j++;
+    }
+    if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+        integral = 0;
+        j++;
+        if (j < n && (s[j] == '+' || s[j] == '-'))
+            j++;
+        if (j >= n || !is_digit(s[j]))
+            return -1;
+        while (j < n && is_digit(s[j]))
+            j++;
+    }
+    if (lift_grow_vals(l) != 0)
+        return -1;
+    size_t k = l->n_vals;
+    if (integral) {
+        int neg = s[start] == '-';
+        uint64_t mag = 0;
+        for (size_t p = start + (size_t)neg; p < j; p++) {
+            unsigned dgt = (unsigned)(s[p] - '0');
+            if (mag > (UINT64_MAX - dgt) / 10)
+                return -1;
+            mag = mag * 10 + dgt;
+        }
+        if (mag > (uint64_t)INT64_MAX + (uint64_t)neg)
+            return -1;
+        int64_t v = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+        l->ival[k] = v;
+        l->num[k] = (double)v;
+    } else {
+        /* s is not NUL-terminated, but the number is followed by ',', ']'
+         * or white space, where strtod stops. */
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(s + start, &end);
+        if (end != s + j || (errno == ERANGE && isinf(v)))
+            return -1;
+        l->num[k] = v;
+        l->ival[k] = 0;
+    }
+    l->is_int[k] = (uint8_t)integral;
+    l->n_vals++;
+    *i = j;
+    return 0;
+}
+
+/* Try to lift the array opening at s[at] (the value of inputs[input].data):
+ * on success appends it and returns the index just past its ']'; on
+ * anything but a flat array of at least LIFT_MIN numbers returns 0 and
+ * leaves l as it was. */
+static size_t lift_array(struct lift *l, const char *s, size_t n, size_t at,
+                         size_t input)
+{
+    size_t i = at + 1, first = l->n_vals;
+    for (;;) {
+        while (i < n && is_space(s[i]))
+            i++;
+        if (lift_number(l, s, n, &i) != 0)
+            break;
+        while (i < n && is_space(s[i]))
+            i++;
+        if (i < n && s[i] == ',') {
+            i++;
+            continue;
+        }
+        if (i < n && s[i] == ']' && l->n_vals - first >= LIFT_MIN) {
+            if (l->n_arrays == l->cap_arrays) {
+                size_t cap = l->cap_arrays ? l->cap_arrays * 2 : 4;
+                struct lifted *a = realloc(l->arrays, cap * sizeof *a);
+                if (a == NULL)
+                    break;
+                l->arrays = a;
+                l->cap_arrays = cap;
+            }
+            l->arrays[l->n_arrays++] = (struct lifted){
+                .input = input, .first = first, .n = l->n_vals - first};
+            return i + 1;
+        }
+        break;
+    }
+    l->n_vals = first;
+    return 0;
+}
+
+/* Walk the (already prescanned: valid UTF-8, bounded depth) text, lifting
+ * every root."inputs"[i]."data" array it can.  Keys are compared as raw
+ * bytes, so an escaped key is simply not lifted.  Returns 1 when something
+ * was lifted (l->text then holds the shortened copy), 0 when not, -1 when
+ * out of memory. */
+static int lift_scan(struct lift *l, const char *s, size_t n)
+{
+    /* Container path: only the first three levels matter. */
+    enum { MAXF = 4 };
+    char type[MAXF];    /* '{' or '[' */
+    int key_inputs = 0; /* root's current key is "inputs" */
+    int key_data = 0;   /* the input object's current key is "data" */
+    int expect_key[MAXF] = {0};
+    size_t elem = 0; /* index in the inputs array */
+    size_t depth = 0, copied = 0, out = 0;
+
+    memset(l, 0, sizeof *l);
+    if (localeconv()->decimal_point[0] != '.')
+        return 0; /* strtod would not read JSON reals */
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '"') {
+            size_t j = i + 1;
+            while (j < n && s[j] != '"')
+                j += s[j] == '\\' ? 2 : 1;
+            if (depth >= 1 && depth <= MAXF && type[depth - 1] == '{' &&
+                expect_key[depth - 1]) {
+                size_t klen = j - i - 1;
+                int is_inputs =
+                    klen == 6 && memcmp(s + i + 1, "inputs", 6) == 0;
+                int is_data = klen == 4 && memcmp(s + i + 1, "data", 4) == 0;
+                if (depth == 1)
+                    key_inputs = is_inputs;
+                else if (depth == 3)
+                    key_data = is_data;
+                expect_key[depth - 1] = 0;
+            }
+            i = j;
+            continue;
+        }
+        if (c == '[' && depth == 3 && type[0] == '{' && type[1] == '[' &&
+            type[2] == '{' && key_inputs && key_data) {
+            size_t end = lift_array(l, s, n, i, elem);
+            if (end != 0) {
+                if (l->text == NULL) {
+                    l->text = malloc(n);
+                    if (l->text == NULL)
+                        return -1;
+                }
+                memcpy(l->text + out, s + copied, i - copied);
+                out += i - copied;
+                memcpy(l->text + out, "[]", 2);
+                out += 2;
+                copied = end;
+                i = end - 1;
+                continue;
+            }
+        }
+        if (c == '{' || c == '[') {
+            if (depth < MAXF) {
+                type[depth] = c;
+                expect_key[depth] = c == '{';
+            }
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',') {
+            if (depth >= 1 && depth <= MAXF && type[depth - 1] == '{')
+                expect_key[depth - 1] = 1;
+            if (depth == 2 && type[1] == '[' && key_inputs)
+                elem++;
+        }
+    }
+    if (l->n_arrays == 0) {
+        lift_free(l);
+        memset(l, 0, sizeof *l);
+        return 0;
+    }
+    memcpy(l->text + out, s + copied, n - copied);
+    l->len = out + n - copied;
+    return 1;
+}
+
+static const struct lifted *lift_find(const struct lift *l, size_t input)
+{
+    for (size_t k = 0; l != NULL && k < l->n_arrays; k++)
+        if (l->arrays[k].input == input)
+            return &l->arrays[k];
+    return NULL;
+}
+
+/* Fill t from a lifted array, converting as store_elem does; -1 on any
+ * value store_elem would refuse (the slow path then says why). */
+static int lift_fill(const struct lift *l, const struct lifted *a,
+                     struct kinfer_tensor *t)
+{
+    static const double fp32_limit = 0x1.ffffffp127;
+    for (size_t k = 0; k < a->n; k++) {
+        size_t v = a->first + k;
+        switch (t->dtype) {
+        case KINFER_DTYPE_INT64:
+            if (!l->is_int[v])
+                return -1;
+            ((int64_t *)t->data)[k] = l->ival[v];
+            break;
+        case KINFER_DTYPE_INT32:
+            if (!l->is_int[v] || l->ival[v] < INT32_MIN ||
+                l->ival[v] > INT32_MAX)
+                return -1;
+            ((int32_t *)t->data)[k] = (int32_t)l->ival[v];
+            break;
+        case KINFER_DTYPE_FP32: {
+            double x = l->num[v];
+            if (fabs(x) >= fp32_limit)
+                return -1;
+            ((float *)t->data)[k] =
+                fabs(x) > FLT_MAX ? (x > 0 ? FLT_MAX : -FLT_MAX) : (float)x;
+            break;
+        }
+        case KINFER_DTYPE_FP64:
+            ((double *)t->data)[k] = l->num[v];
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static enum kinfer_err fail_json(struct dec *d, const json_error_t *je)
@@ -630,6 +946,20 @@ static enum kinfer_err decode_input(struct dec *d, const json_t *in,
         return fail(d, KINFER_ERR_INVALID,
                     "inputs[%zu].data: expected an array", index);
 
+    const struct lifted *lifted = lift_find(d->lift, index);
+    if (lifted != NULL) {
+        /* Any mismatch: fail, and decode() starts over the ordinary way,
+         * which reports it. */
+        if (json_array_size(data) != 0 || lifted->n != count)
+            return KINFER_ERR_INVALID;
+        rc = kinfer_tensor_init(&req->inputs[index], nm, dtype, ndim, shape);
+        if (rc != KINFER_OK)
+            return rc;
+        return lift_fill(d->lift, lifted, &req->inputs[index]) == 0
+                   ? KINFER_OK
+                   : KINFER_ERR_INVALID;
+    }
+
     /* Flat row-major or nested one level per dimension; for one dimension
      * the two are the same thing, for none the data is [value]. */
     struct input_ctx c = {.d = d,
@@ -727,10 +1057,26 @@ static enum kinfer_err decode(struct dec *d, const char *buf, size_t len,
     if (rc != KINFER_OK)
         return rc;
 
+    const size_t flags =
+        JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY;
     json_error_t je;
-    json_t *root = json_loadb(
-        buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
-        &je);
+    struct lift lift;
+    if (lift_scan(&lift, buf, len) == 1) {
+        struct dec fast = *d;
+        fast.err = NULL;
+        fast.errsize = 0;
+        fast.lift = &lift;
+        json_t *root = json_loadb(lift.text, lift.len, flags, &je);
+        rc = root != NULL ? decode_root(&fast, root, req) : KINFER_ERR_INVALID;
+        json_decref(root);
+        lift_free(&lift);
+        if (rc == KINFER_OK)
+            return KINFER_OK;
+        /* Start over the ordinary way, which says what is wrong. */
+        kinfer_request_clear(req);
+    }
+
+    json_t *root = json_loadb(buf, len, flags, &je);
     if (root == NULL)
         return fail_json(d, &je);
     rc = decode_root(d, root, req);

@@ -1065,6 +1065,10 @@ void kinfer_worker_free(struct kinfer_worker *w)
     if (w == NULL)
         return;
     kinfer_pool_free(w->pool);
+    /* Batchers before the producer: freeing one runs what it still holds,
+     * and those results are produced. */
+    for (size_t i = 0; i < w->n_mctx; i++)
+        kinfer_batcher_free(w->mctx[i].batcher);
     if (w->dr_started) {
         atomic_store(&w->dr_stop, 1);
         pthread_join(w->dr_thread, NULL);
@@ -1076,8 +1080,6 @@ void kinfer_worker_free(struct kinfer_worker *w)
             w->consumer,
             w->close_abandoned ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
     kinfer_tracker_free(w->tracker);
-    for (size_t i = 0; i < w->n_mctx; i++)
-        kinfer_batcher_free(w->mctx[i].batcher);
     free(w->mctx);
     free(w);
 }

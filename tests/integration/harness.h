@@ -192,8 +192,8 @@ int it_proc_wait(struct it_proc *p, int64_t timeout_ms, int *status,
 /* 1 while the process has not been seen to exit. */
 int it_proc_running(struct it_proc *p);
 
-/* Wait until the process has installed a handler for sig or blocks it
- * (per /proc/<pid>/status), so that sending sig tests the program's
+/* Wait until the process has installed a handler for sig (SigCgt in
+ * /proc/<pid>/status), so that sending sig tests the program's
  * shutdown path rather than the default action.  0, or -1 on timeout or
  * when the process exits first. */
 int it_proc_wait_signal_ready(struct it_proc *p, int sig, int64_t timeout_ms);

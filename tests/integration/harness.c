@@ -1103,3 +1103,34 @@ void it_require_committed_at_end(struct it_ctx *ctx, const char *topic,
                    "partition %d: committed %lld, end offset %lld", p,
                    (long long)committed[p], (long long)end[p]);
 }
+
+int it_main(const char *name, int argc, char **argv, struct CMUnitTest *tests,
+            size_t n)
+{
+    struct it_ctx *ctx = it_ctx_new(name, argc, argv);
+    if (ctx == NULL)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        tests[i].initial_state = ctx;
+        tests[i].teardown_func = it_teardown;
+    }
+    int failed = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+    it_ctx_free(ctx);
+    return failed;
+}
+
+void it_topics_make(struct it_ctx *ctx, struct it_topics *t, int in_parts,
+                    int out_parts, const char *const *in_config,
+                    const char *const *dlq_config)
+{
+    it_unique_name(ctx, "in", t->in, sizeof t->in);
+    it_unique_name(ctx, "out", t->out, sizeof t->out);
+    it_unique_name(ctx, "dlq", t->dlq, sizeof t->dlq);
+    it_unique_name(ctx, "group", t->group, sizeof t->group);
+    IT_REQUIRE(ctx, it_topic_create(ctx, t->in, in_parts, in_config) == 0,
+               "create %s", t->in);
+    IT_REQUIRE(ctx, it_topic_create(ctx, t->out, out_parts, NULL) == 0,
+               "create %s", t->out);
+    IT_REQUIRE(ctx, it_topic_create(ctx, t->dlq, 1, dlq_config) == 0,
+               "create %s", t->dlq);
+}

@@ -55,6 +55,28 @@ void it_ctx_kill_all(struct it_ctx *ctx);
  * test does not leave workers running into the next one. */
 int it_teardown(void **state);
 
+struct CMUnitTest;
+
+/* The main of every integration test: builds the context from argv, runs
+ * tests[0..n) as cmocka group name with the context as each test's state
+ * (and it_teardown after each), frees the context.  Returns what main
+ * returns. */
+int it_main(const char *name, int argc, char **argv, struct CMUnitTest *tests,
+            size_t n);
+
+/* Fresh names for one worker's topics and group. */
+struct it_topics {
+    char in[256], out[256], dlq[256], group[256];
+};
+
+/* Pick unique names into t and create the request topic (in_parts
+ * partitions, configs in_config as for it_topic_create), the result topic
+ * (out_parts) and the DLQ (1 partition, dlq_config).  Fails the test when
+ * a topic cannot be created. */
+void it_topics_make(struct it_ctx *ctx, struct it_topics *t, int in_parts,
+                    int out_parts, const char *const *in_config,
+                    const char *const *dlq_config);
+
 /* Borrowed from ctx. */
 const char *it_ctx_brokers(const struct it_ctx *ctx);
 const char *it_ctx_worker_path(const struct it_ctx *ctx);

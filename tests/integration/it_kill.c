@@ -25,16 +25,9 @@
 static void test_kill(void **state)
 {
     struct it_ctx *ctx = *state;
-    char in[256], out[256], dlq[256], group[256];
-    it_unique_name(ctx, "in", in, sizeof in);
-    it_unique_name(ctx, "out", out, sizeof out);
-    it_unique_name(ctx, "dlq", dlq, sizeof dlq);
-    it_unique_name(ctx, "group", group, sizeof group);
-    IT_REQUIRE(ctx, it_topic_create(ctx, in, N_PARTITIONS, NULL) == 0,
-               "create %s", in);
-    IT_REQUIRE(ctx, it_topic_create(ctx, out, N_PARTITIONS, NULL) == 0,
-               "create %s", out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, NULL) == 0, "create %s", dlq);
+    struct it_topics t;
+    it_topics_make(ctx, &t, N_PARTITIONS, N_PARTITIONS, NULL, NULL);
+    const char *in = t.in, *out = t.out, *dlq = t.dlq, *group = t.group;
 
     /* Frequent commits make the kill land between commits, as in
      * production; the short session lets B take over A's partitions
@@ -122,14 +115,8 @@ static void test_kill(void **state)
 
 int main(int argc, char **argv)
 {
-    struct it_ctx *ctx = it_ctx_new("kill", argc, argv);
-    if (ctx == NULL)
-        return 1;
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_kill, NULL, it_teardown,
-                                                 ctx),
+    struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    it_ctx_free(ctx);
-    return failed;
+    return it_main("kill", argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -324,19 +324,11 @@ static void list_missing(const struct run *run, int dlq, char *buf, size_t size)
 static void test_malformed(void **state)
 {
     struct it_ctx *ctx = *state;
-    char in[256], out[256], dlq[256], group[256];
-    it_unique_name(ctx, "in", in, sizeof in);
-    it_unique_name(ctx, "out", out, sizeof out);
-    it_unique_name(ctx, "dlq", dlq, sizeof dlq);
-    it_unique_name(ctx, "group", group, sizeof group);
     static const char *const big_topic[] = {"max.message.bytes", "3000000",
                                             NULL};
-    IT_REQUIRE(ctx, it_topic_create(ctx, in, N_PARTITIONS, big_topic) == 0,
-               "create %s", in);
-    IT_REQUIRE(ctx, it_topic_create(ctx, out, N_PARTITIONS, NULL) == 0,
-               "create %s", out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, big_topic) == 0, "create %s",
-               dlq);
+    struct it_topics t;
+    it_topics_make(ctx, &t, N_PARTITIONS, N_PARTITIONS, big_topic, big_topic);
+    const char *in = t.in, *out = t.out, *dlq = t.dlq, *group = t.group;
     make_big();
 
     struct run *run = calloc(1, sizeof *run);
@@ -437,14 +429,9 @@ static void test_malformed(void **state)
 
 int main(int argc, char **argv)
 {
-    struct it_ctx *ctx = it_ctx_new("malformed", argc, argv);
-    if (ctx == NULL)
-        return 1;
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_malformed, NULL,
-                                                 it_teardown, ctx),
+    struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_malformed),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    it_ctx_free(ctx);
-    return failed;
+    return it_main("malformed", argc, argv, tests,
+                   sizeof tests / sizeof tests[0]);
 }

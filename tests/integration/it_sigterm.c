@@ -21,25 +21,7 @@
 #define DRAIN_TIMEOUT_S 30 /* the worker's default --drain-timeout */
 #define STOP_TIMEOUT_MS ((DRAIN_TIMEOUT_S + 15) * 1000)
 
-struct topics {
-    char in[256], out[256], dlq[256], group[256];
-};
-
-static void make_topics(struct it_ctx *ctx, struct topics *t)
-{
-    it_unique_name(ctx, "in", t->in, sizeof t->in);
-    it_unique_name(ctx, "out", t->out, sizeof t->out);
-    it_unique_name(ctx, "dlq", t->dlq, sizeof t->dlq);
-    it_unique_name(ctx, "group", t->group, sizeof t->group);
-    IT_REQUIRE(ctx, it_topic_create(ctx, t->in, N_PARTITIONS, NULL) == 0,
-               "create %s", t->in);
-    IT_REQUIRE(ctx, it_topic_create(ctx, t->out, N_PARTITIONS, NULL) == 0,
-               "create %s", t->out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, t->dlq, 1, NULL) == 0, "create %s",
-               t->dlq);
-}
-
-static struct it_proc *spawn(struct it_ctx *ctx, const struct topics *t,
+static struct it_proc *spawn(struct it_ctx *ctx, const struct it_topics *t,
                              const char *label)
 {
     const char *args[] = {"--group",
@@ -76,11 +58,6 @@ static int64_t stop(struct it_ctx *ctx, struct it_proc *p)
     return ms;
 }
 
-static void require_committed_at_end(struct it_ctx *ctx, const struct topics *t)
-{
-    it_require_committed_at_end(ctx, t->in, t->group, N_PARTITIONS);
-}
-
 static void require_all_right(struct it_ctx *ctx, struct it_answers *ans)
 {
     char missing[512];
@@ -100,8 +77,8 @@ static void test_sigterm_idle(void **state)
 {
     struct it_ctx *ctx = *state;
     const size_t n = 2000;
-    struct topics t;
-    make_topics(ctx, &t);
+    struct it_topics t;
+    it_topics_make(ctx, &t, N_PARTITIONS, N_PARTITIONS, NULL, NULL);
     IT_REQUIRE(ctx, it_req_produce_range(ctx, t.in, 0, n, NULL) == 0,
                "produce %zu requests", n);
     struct it_answers *ans = it_answers_new(n);
@@ -115,7 +92,7 @@ static void test_sigterm_idle(void **state)
     int64_t stop_ms = stop(ctx, w);
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s", t.out);
     require_all_right(ctx, ans);
-    require_committed_at_end(ctx, &t);
+    it_require_committed_at_end(ctx, t.in, t.group, N_PARTITIONS);
     printf("RESULT it_sigterm_idle answered=%zu duplicates=%zu "
            "shutdown_ms=%lld\n",
            ans->unique, it_answers_duplicates(ans), (long long)stop_ms);
@@ -131,8 +108,8 @@ static void test_sigterm_midstream(void **state)
 {
     struct it_ctx *ctx = *state;
     const size_t n = 20000;
-    struct topics t;
-    make_topics(ctx, &t);
+    struct it_topics t;
+    it_topics_make(ctx, &t, N_PARTITIONS, N_PARTITIONS, NULL, NULL);
     struct it_delivery *dr = calloc(n, sizeof *dr);
     IT_REQUIRE(ctx, dr != NULL, "out of memory");
     struct it_answers *ans = it_answers_new(n);
@@ -197,7 +174,7 @@ static void test_sigterm_midstream(void **state)
     int64_t stop_b_ms = stop(ctx, b);
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s", t.out);
     require_all_right(ctx, ans);
-    require_committed_at_end(ctx, &t);
+    it_require_committed_at_end(ctx, t.in, t.group, N_PARTITIONS);
     printf("RESULT it_sigterm_midstream requests=%zu "
            "answered_at_signal=%zu answered_by_A=%zu committed_by_A=%zu "
            "shutdown_ms=%lld duplicates=%zu stop_B_ms=%lld\n",
@@ -210,16 +187,10 @@ static void test_sigterm_midstream(void **state)
 
 int main(int argc, char **argv)
 {
-    struct it_ctx *ctx = it_ctx_new("sigterm", argc, argv);
-    if (ctx == NULL)
-        return 1;
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_sigterm_idle, NULL,
-                                                 it_teardown, ctx),
-        cmocka_unit_test_prestate_setup_teardown(test_sigterm_midstream, NULL,
-                                                 it_teardown, ctx),
+    struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sigterm_idle),
+        cmocka_unit_test(test_sigterm_midstream),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    it_ctx_free(ctx);
-    return failed;
+    return it_main("sigterm", argc, argv, tests,
+                   sizeof tests / sizeof tests[0]);
 }

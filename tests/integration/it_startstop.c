@@ -24,25 +24,7 @@
  * closing take a moment, start-up of a sanitized build a few more. */
 #define QUICK_EXIT_MS 15000
 
-struct topics {
-    char in[256], out[256], dlq[256];
-};
-
-static void make_topics(struct it_ctx *ctx, struct topics *t)
-{
-    it_unique_name(ctx, "in", t->in, sizeof t->in);
-    it_unique_name(ctx, "out", t->out, sizeof t->out);
-    it_unique_name(ctx, "dlq", t->dlq, sizeof t->dlq);
-    IT_REQUIRE(ctx, it_topic_create(ctx, t->in, 3, NULL) == 0, "create %s",
-               t->in);
-    IT_REQUIRE(ctx, it_topic_create(ctx, t->out, 1, NULL) == 0, "create %s",
-               t->out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, t->dlq, 1, NULL) == 0, "create %s",
-               t->dlq);
-}
-
-/* Start a worker in a fresh group, whose name goes to group[256]. */
-static struct it_proc *spawn(struct it_ctx *ctx, const struct topics *t,
+static struct it_proc *spawn(struct it_ctx *ctx, const struct it_topics *t,
                              const char *label, char *group)
 {
     it_unique_name(ctx, "group", group, 256);
@@ -81,8 +63,8 @@ static int64_t stop_quickly(struct it_ctx *ctx, struct it_proc *p, int sig)
 static void test_stop_at_startup(void **state)
 {
     struct it_ctx *ctx = *state;
-    struct topics t;
-    make_topics(ctx, &t);
+    struct it_topics t;
+    it_topics_make(ctx, &t, 3, 1, NULL, NULL);
     int64_t worst = 0;
     char states[256] = "";
     size_t used = 0;
@@ -120,8 +102,8 @@ static void test_stop_at_startup(void **state)
 static void test_stop_when_idle(void **state)
 {
     struct it_ctx *ctx = *state;
-    struct topics t;
-    make_topics(ctx, &t);
+    struct it_topics t;
+    it_topics_make(ctx, &t, 3, 1, NULL, NULL);
     struct it_answers *ans = it_answers_new(2);
     struct it_reader *r = it_reader_new(ctx, t.out, it_answers_on_msg, ans);
     IT_REQUIRE(ctx, r != NULL, "reader on %s", t.out);
@@ -151,16 +133,10 @@ static void test_stop_when_idle(void **state)
 
 int main(int argc, char **argv)
 {
-    struct it_ctx *ctx = it_ctx_new("startstop", argc, argv);
-    if (ctx == NULL)
-        return 1;
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_stop_at_startup, NULL,
-                                                 it_teardown, ctx),
-        cmocka_unit_test_prestate_setup_teardown(test_stop_when_idle, NULL,
-                                                 it_teardown, ctx),
+    struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stop_at_startup),
+        cmocka_unit_test(test_stop_when_idle),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    it_ctx_free(ctx);
-    return failed;
+    return it_main("startstop", argc, argv, tests,
+                   sizeof tests / sizeof tests[0]);
 }

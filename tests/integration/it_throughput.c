@@ -23,16 +23,9 @@
 static void test_throughput(void **state)
 {
     struct it_ctx *ctx = *state;
-    char in[256], out[256], dlq[256], group[256];
-    it_unique_name(ctx, "in", in, sizeof in);
-    it_unique_name(ctx, "out", out, sizeof out);
-    it_unique_name(ctx, "dlq", dlq, sizeof dlq);
-    it_unique_name(ctx, "group", group, sizeof group);
-    IT_REQUIRE(ctx, it_topic_create(ctx, in, N_PARTITIONS, NULL) == 0,
-               "create %s", in);
-    IT_REQUIRE(ctx, it_topic_create(ctx, out, N_PARTITIONS, NULL) == 0,
-               "create %s", out);
-    IT_REQUIRE(ctx, it_topic_create(ctx, dlq, 1, NULL) == 0, "create %s", dlq);
+    struct it_topics t;
+    it_topics_make(ctx, &t, N_PARTITIONS, N_PARTITIONS, NULL, NULL);
+    const char *in = t.in, *out = t.out, *dlq = t.dlq, *group = t.group;
     IT_REQUIRE(ctx, it_req_produce_range(ctx, in, 0, N_REQUESTS, NULL) == 0,
                "produce %d requests", N_REQUESTS);
 
@@ -110,14 +103,9 @@ static void test_throughput(void **state)
 
 int main(int argc, char **argv)
 {
-    struct it_ctx *ctx = it_ctx_new("throughput", argc, argv);
-    if (ctx == NULL)
-        return 1;
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_throughput, NULL,
-                                                 it_teardown, ctx),
+    struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_throughput),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    it_ctx_free(ctx);
-    return failed;
+    return it_main("throughput", argc, argv, tests,
+                   sizeof tests / sizeof tests[0]);
 }

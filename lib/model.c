@@ -53,6 +53,7 @@ static const struct kinfer_host host = {
     .tensor_init = kinfer_tensor_init,
     .tensor_set_bytes = kinfer_tensor_set_bytes,
     .log = host_log,
+    .dtype_name = kinfer_dtype_name,
 };
 
 const struct kinfer_host *kinfer_host_get(void)

@@ -154,6 +154,7 @@ static void test_host_table(void **state)
     assert_non_null(h);
     assert_int_equal(h->abi_version, KINFER_BACKEND_ABI_VERSION);
     assert_non_null(h->log);
+    assert_string_equal(h->dtype_name(KINFER_DTYPE_FP32), "FP32");
     unsigned char *p = h->alloc(64);
     assert_non_null(p);
     for (size_t i = 0; i < 64; i++)

@@ -185,33 +185,13 @@ enum kinfer_err kinfer_ml_outputs(const struct kinfer_host *host,
     return KINFER_OK;
 }
 
-static const char *ml_dtype_name(enum kinfer_dtype d)
-{
-    switch (d) {
-    case KINFER_DTYPE_BOOL:
-        return "BOOL";
-    case KINFER_DTYPE_INT32:
-        return "INT32";
-    case KINFER_DTYPE_INT64:
-        return "INT64";
-    case KINFER_DTYPE_FP32:
-        return "FP32";
-    case KINFER_DTYPE_FP64:
-        return "FP64";
-    case KINFER_DTYPE_BYTES:
-        return "BYTES";
-    case KINFER_DTYPE_INVALID:
-        break;
-    }
-    return "INVALID";
-}
-
-char *kinfer_ml_tensor_desc(const struct kinfer_tensor *t, char *buf,
+char *kinfer_ml_tensor_desc(const struct kinfer_host *host,
+                            const struct kinfer_tensor *t, char *buf,
                             size_t size)
 {
     char shape[96];
 
-    snprintf(buf, size, "%s %s", ml_dtype_name(t->dtype),
+    snprintf(buf, size, "%s %s", host->dtype_name(t->dtype),
              kinfer_st_shape_str(t->shape, t->ndim, shape, sizeof shape));
     return buf;
 }

@@ -72,7 +72,8 @@ enum kinfer_err kinfer_ml_outputs(const struct kinfer_host *host,
                                   struct kinfer_infer_item *item, size_t n);
 
 /* "FP32 [2,3]" for messages. */
-char *kinfer_ml_tensor_desc(const struct kinfer_tensor *t, char *buf,
+char *kinfer_ml_tensor_desc(const struct kinfer_host *host,
+                            const struct kinfer_tensor *t, char *buf,
                             size_t size);
 
 /* Copy n elements of an FP32 or FP64 source to dst as float.  Returns 0

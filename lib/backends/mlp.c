@@ -378,11 +378,12 @@ static size_t mlp_prepare(const struct mlp_model *m,
     }
     if ((x->dtype != KINFER_DTYPE_FP32 && x->dtype != KINFER_DTYPE_FP64) ||
         (x->ndim != 1 && x->ndim != 2) || x->shape[x->ndim - 1] != m->n_in) {
-        kinfer_ml_item_fail(item,
-                            "input \"%s\": expected FP32 or FP64 of "
-                            "shape [n,%d] or [%d], got %s",
-                            m->input, m->n_in, m->n_in,
-                            kinfer_ml_tensor_desc(x, desc, sizeof desc));
+        kinfer_ml_item_fail(
+            item,
+            "input \"%s\": expected FP32 or FP64 of "
+            "shape [n,%d] or [%d], got %s",
+            m->input, m->n_in, m->n_in,
+            kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
         return 0;
     }
     rows = x->ndim == 2 ? (size_t)x->shape[0] : 1;

@@ -343,11 +343,11 @@ static int topk_exclusions(const struct topk_model *m,
     if (e == NULL)
         return 1;
     if (!topk_is_int(e) || e->ndim != 1) {
-        kinfer_ml_item_fail(item,
-                            "input \"%s\": expected INT64 [m] item "
-                            "ids, got %s",
-                            m->exclude,
-                            kinfer_ml_tensor_desc(e, desc, sizeof desc));
+        kinfer_ml_item_fail(
+            item,
+            "input \"%s\": expected INT64 [m] item "
+            "ids, got %s",
+            m->exclude, kinfer_ml_tensor_desc(m->host, e, desc, sizeof desc));
         return 0;
     }
     if (e->count == 0)
@@ -399,11 +399,12 @@ static void topk_prepare(const struct topk_model *m,
     }
     if (x->dtype == KINFER_DTYPE_FP32 || x->dtype == KINFER_DTYPE_FP64) {
         if ((x->ndim != 1 && x->ndim != 2) || x->shape[x->ndim - 1] != m->dim) {
-            kinfer_ml_item_fail(item,
-                                "input \"%s\": expected vectors of "
-                                "shape [n,%d] or [%d], got %s",
-                                m->input, m->dim, m->dim,
-                                kinfer_ml_tensor_desc(x, desc, sizeof desc));
+            kinfer_ml_item_fail(
+                item,
+                "input \"%s\": expected vectors of "
+                "shape [n,%d] or [%d], got %s",
+                m->input, m->dim, m->dim,
+                kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
             return;
         }
         rows = x->ndim == 2 ? (size_t)x->shape[0] : 1;
@@ -429,11 +430,11 @@ static void topk_prepare(const struct topk_model *m,
             return;
         }
         if (x->ndim != 1) {
-            kinfer_ml_item_fail(item,
-                                "input \"%s\": expected user ids of "
-                                "shape [n], got %s",
-                                m->input,
-                                kinfer_ml_tensor_desc(x, desc, sizeof desc));
+            kinfer_ml_item_fail(
+                item,
+                "input \"%s\": expected user ids of "
+                "shape [n], got %s",
+                m->input, kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
             return;
         }
         rows = x->count;
@@ -449,11 +450,11 @@ static void topk_prepare(const struct topk_model *m,
             }
         }
     } else {
-        kinfer_ml_item_fail(item,
-                            "input \"%s\": expected FP32 vectors or "
-                            "INT64 user ids, got %s",
-                            m->input,
-                            kinfer_ml_tensor_desc(x, desc, sizeof desc));
+        kinfer_ml_item_fail(
+            item,
+            "input \"%s\": expected FP32 vectors or "
+            "INT64 user ids, got %s",
+            m->input, kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
         return;
     }
 

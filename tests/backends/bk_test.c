@@ -25,60 +25,6 @@ static void *bk_alloc(size_t size)
     return calloc(1, size ? size : 1);
 }
 
-static size_t bk_dtype_size(enum kinfer_dtype d)
-{
-    switch (d) {
-    case KINFER_DTYPE_BOOL:
-        return 1;
-    case KINFER_DTYPE_INT32:
-        return 4;
-    case KINFER_DTYPE_INT64:
-        return 8;
-    case KINFER_DTYPE_FP32:
-        return 4;
-    case KINFER_DTYPE_FP64:
-        return 8;
-    case KINFER_DTYPE_BYTES:
-        return sizeof(struct kinfer_bytes);
-    case KINFER_DTYPE_INVALID:
-        break;
-    }
-    return 0;
-}
-
-static const char *bk_dtype_name(enum kinfer_dtype d)
-{
-    switch (d) {
-    case KINFER_DTYPE_BOOL:
-        return "BOOL";
-    case KINFER_DTYPE_INT32:
-        return "INT32";
-    case KINFER_DTYPE_INT64:
-        return "INT64";
-    case KINFER_DTYPE_FP32:
-        return "FP32";
-    case KINFER_DTYPE_FP64:
-        return "FP64";
-    case KINFER_DTYPE_BYTES:
-        return "BYTES";
-    case KINFER_DTYPE_INVALID:
-        break;
-    }
-    return "INVALID";
-}
-
-static enum kinfer_dtype bk_dtype_from_name(const char *s)
-{
-    static const enum kinfer_dtype all[] = {
-        KINFER_DTYPE_BOOL, KINFER_DTYPE_INT32, KINFER_DTYPE_INT64,
-        KINFER_DTYPE_FP32, KINFER_DTYPE_FP64,  KINFER_DTYPE_BYTES};
-
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(bk_dtype_name(all[i]), s) == 0)
-            return all[i];
-    return KINFER_DTYPE_INVALID;
-}
-
 /* Like kinfer_tensor_init, but an empty tensor gets data == NULL, the
  * strictest reading of the contract: a backend that does pointer
  * arithmetic or memcpy on an empty output trips UBSan here. */
@@ -86,7 +32,7 @@ static enum kinfer_err bk_tensor_init(struct kinfer_tensor *t, const char *name,
                                       enum kinfer_dtype dtype, int ndim,
                                       const int64_t *shape)
 {
-    size_t count = 1, esize = bk_dtype_size(dtype);
+    size_t count = 1, esize = kinfer_dtype_size(dtype);
 
     memset(t, 0, sizeof *t);
     if (esize == 0 || ndim < 0 || ndim > KINFER_MAX_DIMS)
@@ -164,6 +110,7 @@ static const struct kinfer_host bk_host_table = {
     .tensor_init = bk_tensor_init,
     .tensor_set_bytes = bk_tensor_set_bytes,
     .log = bk_log,
+    .dtype_name = kinfer_dtype_name,
 };
 
 const struct kinfer_host *bk_host(void)
@@ -302,7 +249,7 @@ static void bk_tensor_from_json(const json_t *j, struct kinfer_tensor *t)
     const json_t *jdata = json_object_get(j, "data");
     const char *name = json_string_value(json_object_get(j, "name"));
     const char *dt = json_string_value(json_object_get(j, "datatype"));
-    enum kinfer_dtype dtype = dt ? bk_dtype_from_name(dt) : 0;
+    enum kinfer_dtype dtype = dt ? kinfer_dtype_from_name(dt) : 0;
     int64_t shape[KINFER_MAX_DIMS];
     size_t ndim = json_array_size(jshape);
 
@@ -482,9 +429,9 @@ static int bk_compare_output(const struct kinfer_tensor *t, const json_t *e,
     const json_t *shape = json_object_get(e, "shape");
     const json_t *data = json_object_get(e, "data");
 
-    if (strcmp(bk_dtype_name(t->dtype), dt) != 0) {
+    if (strcmp(kinfer_dtype_name(t->dtype), dt) != 0) {
         snprintf(why, size, "output %s: datatype %s, want %s", t->name,
-                 bk_dtype_name(t->dtype), dt);
+                 kinfer_dtype_name(t->dtype), dt);
         return 0;
     }
     if ((size_t)t->ndim != json_array_size(shape)) {

@@ -83,6 +83,8 @@ struct kinfer_host {
                                         const char *src, size_t len);
     void (*log)(int level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+    /* "FP32", "INT64", ... for messages (static strings). */
+    const char *(*dtype_name)(enum kinfer_dtype dtype);
 };
 
 struct kinfer_backend {

@@ -15,9 +15,10 @@ void *kinfer_xcalloc(size_t n, size_t size);
 void *kinfer_xrealloc(void *p, size_t size);
 char *kinfer_xstrdup(const char *s);
 
-/* Monotonic clock in milliseconds / microseconds. */
+/* Monotonic clock in milliseconds / microseconds / nanoseconds. */
 int64_t kinfer_now_ms(void);
 int64_t kinfer_now_us(void);
+int64_t kinfer_now_ns(void);
 
 /* struct timespec deadline timeout_ms from now on CLOCK_MONOTONIC, for
  * pthread_cond_timedwait on a condvar set to that clock. */

@@ -1,15 +1,16 @@
 /* The worker pipeline.  The calling thread polls the consumer and is the
- * only thread that touches it; a pool of inference threads decodes, runs
- * the model and produces; a delivery-report thread serves the producer and
- * marks offsets answered in the tracker; the poll thread stores the
- * contiguous watermark it reports.
+ * only thread that touches it; the inference stage (stage.c: a pool of
+ * threads and the models' batchers) decodes and runs each request and the
+ * callbacks here produce its result; a delivery-report thread serves the
+ * producer and marks offsets answered in the tracker; the poll thread
+ * stores the contiguous watermark it reports.
  *
  * Lifetime of a request ("job"): polled -> tracked -> queued -> decoded and
  * run -> 1 or 2 messages produced (result, plus a DLQ copy for rejected
  * input) -> all delivered -> offset marked answered -> message freed.
  *
- * Lock order: pool lock and tracker lock are never held together; neither
- * is held while calling librdkafka. */
+ * Lock order: the stage's locks and the tracker lock are never held
+ * together; none is held while calling librdkafka. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -21,10 +22,9 @@
 #include <time.h>
 
 #include "kafka.h"
-#include "kinfer/batcher.h"
 #include "kinfer/log.h"
-#include "kinfer/pool.h"
 #include "kinfer/request.h"
+#include "kinfer/stage.h"
 #include "kinfer/tracker.h"
 #include "kinfer/worker.h"
 #include "util.h"
@@ -41,28 +41,12 @@ struct job {
     char *model_name;   /* likewise */
 };
 
-/* A decoded request waiting in a model's batcher. */
-struct pending {
-    struct job *job;
-    struct kinfer_request req;
-};
-
-/* Per loaded model: its batcher, or NULL when it runs one request per
- * call (max_batch_size 1). */
-struct model_ctx {
-    const struct kinfer_model *model;
-    struct kinfer_batcher *batcher;
-};
-
 struct kinfer_worker {
     struct kinfer_worker_config cfg; /* strings borrowed from the caller */
     const struct kinfer_models *models;
-    struct model_ctx *mctx; /* one per model, by index */
-    size_t n_mctx;
-    atomic_size_t decoding; /* jobs between dequeue and batcher */
-    rd_kafka_t *consumer;   /* poll thread only */
-    rd_kafka_t *producer;   /* any thread */
-    struct kinfer_pool *pool;
+    rd_kafka_t *consumer;       /* poll thread only */
+    rd_kafka_t *producer;       /* any thread */
+    struct kinfer_stage *stage; /* decodes, batches, runs the models */
     struct kinfer_tracker *tracker;
 
     pthread_t dr_thread;
@@ -348,10 +332,61 @@ static void *dr_thread_main(void *arg)
 
 /* ----------------------------------------------------------- inference */
 
-static void answer(struct job *j, const struct kinfer_request *req,
-                   const struct kinfer_model *model,
-                   const struct kinfer_infer_item *item)
+/* The stage's callbacks (stage.h), on inference threads: each turns the
+ * outcome of one request into the messages to produce. */
+
+/* Keep what an error result sent later (from a delivery report) needs. */
+static void job_names(struct job *j, const struct kinfer_request *req)
 {
+    if (req->id != NULL)
+        j->id = kinfer_xstrdup(req->id);
+    j->model_name = kinfer_xstrdup(req->model_name ? req->model_name
+                                                   : j->w->cfg.default_model);
+}
+
+static int stage_admit(void *job, void *arg)
+{
+    struct job *j = job;
+    struct kinfer_worker *w = arg;
+    if (!atomic_load(&w->abandon))
+        return 1;
+    /* Shutting down past the deadline: leave it unanswered and
+     * uncommitted; the partition's next owner answers it. */
+    atomic_store(&j->failed, 1);
+    job_settle(j);
+    return 0;
+}
+
+static void stage_rejected(void *job, const struct kinfer_request *req,
+                           const char *why, void *arg)
+{
+    struct job *j = job;
+    (void)arg;
+    job_names(j, req);
+    kinfer_log(KINFER_LOG_DEBUG,
+               "partition %" PRId32 " offset %" PRId64 " rejected: %s",
+               j->partition, j->offset, why);
+    atomic_store(&j->pending, 2);
+    send_error_result(j, why);
+    send_dlq(j, why);
+}
+
+static void stage_unknown_model(void *job, const struct kinfer_request *req,
+                                const char *why, void *arg)
+{
+    struct job *j = job;
+    (void)arg;
+    job_names(j, req);
+    send_error_result(j, why);
+}
+
+static void stage_answered(void *job, const struct kinfer_request *req,
+                           const struct kinfer_model *model,
+                           const struct kinfer_infer_item *item, void *arg)
+{
+    struct job *j = job;
+    (void)arg;
+    job_names(j, req);
     if (item->failed) {
         send_error_result(j, item->error);
         return;
@@ -366,99 +401,6 @@ static void answer(struct job *j, const struct kinfer_request *req,
         return;
     }
     send_result(j, SEND_RESULT, buf, len);
-}
-
-static void run_job(void *p, void *arg)
-{
-    struct job *j = p;
-    struct kinfer_worker *w = arg;
-    if (atomic_load(&w->abandon)) {
-        /* Shutting down past the deadline: leave it unanswered and
-         * uncommitted; the partition's next owner answers it. */
-        atomic_store(&j->failed, 1);
-        job_settle(j);
-        return;
-    }
-
-    struct kinfer_request req;
-    char err[512];
-    enum kinfer_err rc = kinfer_request_decode(
-        j->msg->payload, j->msg->len, &w->cfg.limits, &req, err, sizeof err);
-    if (req.id != NULL)
-        j->id = kinfer_xstrdup(req.id);
-    j->model_name =
-        kinfer_xstrdup(req.model_name ? req.model_name : w->cfg.default_model);
-    if (rc != KINFER_OK) {
-        kinfer_log(KINFER_LOG_DEBUG,
-                   "partition %" PRId32 " offset %" PRId64 " rejected: %s",
-                   j->partition, j->offset, err);
-        atomic_store(&j->pending, 2);
-        send_error_result(j, err);
-        send_dlq(j, err);
-        kinfer_request_clear(&req);
-        return;
-    }
-
-    const struct kinfer_model *model =
-        kinfer_models_find(w->models, j->model_name);
-    if (model == NULL) {
-        kinfer_fmt(err, sizeof err,
-                   "model_name: unknown model '%s' (this worker serves: %s)",
-                   j->model_name, kinfer_models_names(w->models));
-        send_error_result(j, err);
-        kinfer_request_clear(&req);
-        return;
-    }
-    struct model_ctx *mc = &w->mctx[kinfer_model_index(model)];
-    if (mc->batcher == NULL) {
-        struct kinfer_infer_item item = {.request = &req};
-        kinfer_model_infer(model, &item, 1);
-        answer(j, &req, model, &item);
-        kinfer_infer_item_clear(&item);
-        kinfer_request_clear(&req);
-        return;
-    }
-    struct pending *pend = kinfer_xmalloc(sizeof *pend);
-    pend->job = j;
-    pend->req = req; /* moves: cleared after the batch ran */
-    atomic_fetch_sub(&w->decoding, 1);
-    kinfer_batcher_submit(mc->batcher, pend);
-    atomic_fetch_add(&w->decoding, 1);
-}
-
-static void run_job_counted(void *p, void *arg)
-{
-    struct kinfer_worker *w = arg;
-    atomic_fetch_add(&w->decoding, 1);
-    run_job(p, arg);
-    atomic_fetch_sub(&w->decoding, 1);
-}
-
-/* Runs a batch of one model (on a pool thread or the batcher's timer). */
-static void run_batch(void **items, size_t n, void *arg)
-{
-    struct model_ctx *mc = arg;
-    struct kinfer_infer_item *its = kinfer_xcalloc(n, sizeof *its);
-    for (size_t i = 0; i < n; i++)
-        its[i].request = &((struct pending *)items[i])->req;
-    kinfer_model_infer(mc->model, its, n);
-    for (size_t i = 0; i < n; i++) {
-        struct pending *p = items[i];
-        answer(p->job, &p->req, mc->model, &its[i]);
-        kinfer_infer_item_clear(&its[i]);
-        kinfer_request_clear(&p->req);
-        free(p);
-    }
-    free(its);
-}
-
-/* Whether more requests may reach a batcher soon: some are being decoded
- * or are queued for the pool.  When neither holds, holding a batch open
- * only adds latency. */
-static int more_work(void *arg)
-{
-    struct kinfer_worker *w = arg;
-    return atomic_load(&w->decoding) > 0 || kinfer_pool_queued(w->pool) > 0;
 }
 
 /* --------------------------------------------------------- poll thread */
@@ -706,7 +648,7 @@ static void dispatch(struct kinfer_worker *w, rd_kafka_message_t *m)
     atomic_fetch_add(&w->in_flight, 1);
     atomic_fetch_add(&w->in_flight_bytes, m->len);
     atomic_fetch_add(&w->consumed, 1);
-    if (kinfer_pool_submit(w->pool, j) != KINFER_OK) {
+    if (kinfer_stage_submit(w->stage, j, m->payload, m->len) != KINFER_OK) {
         atomic_store(&j->failed, 1);
         job_settle(j);
     }
@@ -774,28 +716,6 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     if (w->cfg.max_in_flight_bytes == 0)
         w->cfg.max_in_flight_bytes = 1;
 
-    w->n_mctx = kinfer_models_count(models);
-    w->mctx = kinfer_xcalloc(w->n_mctx + 1, sizeof *w->mctx);
-    for (size_t i = 0; i < w->n_mctx; i++) {
-        struct model_ctx *mc = &w->mctx[i];
-        mc->model = kinfer_models_at(models, i);
-        const struct kinfer_model_settings *s =
-            kinfer_model_settings(mc->model);
-        if (s->max_batch_size <= 1)
-            continue;
-        struct kinfer_batcher_config bc = {
-            .max_batch = s->max_batch_size,
-            .preferred = s->preferred_batch_size,
-            .max_delay_us = s->max_queue_delay_us,
-        };
-        if (kinfer_batcher_new(&bc, run_batch, mc, more_work, w,
-                               &mc->batcher) != KINFER_OK) {
-            kinfer_fmt(err, errsize, "model '%s': bad batching settings",
-                       kinfer_model_name(mc->model));
-            goto fail;
-        }
-    }
-
     char why[512];
     rd_kafka_conf_t *cc = kinfer_kafka_conf(
         cfg->brokers, consumer_defaults, N_ELEMS(consumer_defaults), cfg->props,
@@ -836,9 +756,21 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
         goto fail;
     }
 
+    const struct kinfer_stage_config sc = {
+        .threads = w->cfg.threads,
+        .capacity = w->cfg.max_in_flight + 64,
+        .default_model = w->cfg.default_model,
+        .limits = w->cfg.limits,
+    };
+    const struct kinfer_stage_ops ops = {
+        .admit = stage_admit,
+        .rejected = stage_rejected,
+        .unknown_model = stage_unknown_model,
+        .answered = stage_answered,
+        .arg = w,
+    };
     if (kinfer_tracker_new(&w->tracker) != KINFER_OK ||
-        kinfer_pool_new(w->cfg.threads, w->cfg.max_in_flight + 64,
-                        run_job_counted, w, &w->pool) != KINFER_OK) {
+        kinfer_stage_new(&sc, models, &ops, &w->stage) != KINFER_OK) {
         kinfer_fmt(err, errsize, "starting %zu inference threads failed",
                    w->cfg.threads);
         goto fail;
@@ -969,13 +901,9 @@ static void shutdown_pipeline(struct kinfer_worker *w)
     }
     if (atomic_load(&w->in_flight) > 0)
         atomic_store(&w->abandon, 1);
-    kinfer_pool_free(w->pool);
-    w->pool = NULL;
-    /* Requests still gathering in a batcher run now, so their results are
-     * in the producer before it is flushed. */
-    for (size_t i = 0; i < w->n_mctx; i++)
-        if (w->mctx[i].batcher != NULL)
-            kinfer_batcher_flush(w->mctx[i].batcher);
+    /* Every queued request, and every one still gathering in a batcher,
+     * has its results in the producer before it is flushed. */
+    kinfer_stage_drain(w->stage);
 
     int left = (int)(deadline - kinfer_now_ms());
     if (rd_kafka_flush(w->producer, left > 1000 ? left : 1000) !=
@@ -1001,15 +929,15 @@ static void shutdown_pipeline(struct kinfer_worker *w)
     if (!w->consumer_unsafe)
         close_consumer(w);
     log_stats(w, "stopped: ");
-    for (size_t i = 0; i < w->n_mctx; i++) {
+    for (size_t i = 0; i < kinfer_models_count(w->models); i++) {
+        const struct kinfer_model *m = kinfer_models_at(w->models, i);
         size_t batches, items;
-        if (w->mctx[i].batcher == NULL)
-            continue;
-        kinfer_batcher_counts(w->mctx[i].batcher, &batches, &items);
-        kinfer_log(KINFER_LOG_INFO,
-                   "model %s: %zu requests in %zu batches (mean %.2f)",
-                   kinfer_model_name(w->mctx[i].model), items, batches,
-                   batches ? (double)items / (double)batches : 0.0);
+        kinfer_stage_batch_counts(w->stage, m, &batches, &items);
+        if (batches > 0)
+            kinfer_log(KINFER_LOG_INFO,
+                       "model %s: %zu requests in %zu batches (mean %.2f)",
+                       kinfer_model_name(m), items, batches,
+                       (double)items / (double)batches);
     }
     kinfer_log(KINFER_LOG_INFO, "shutdown took %lld ms",
                (long long)(kinfer_now_ms() - start));
@@ -1064,11 +992,8 @@ void kinfer_worker_free(struct kinfer_worker *w)
 {
     if (w == NULL)
         return;
-    kinfer_pool_free(w->pool);
-    /* Batchers before the producer: freeing one runs what it still holds,
-     * and those results are produced. */
-    for (size_t i = 0; i < w->n_mctx; i++)
-        kinfer_batcher_free(w->mctx[i].batcher);
+    /* Before the producer: the stage's last requests are produced. */
+    kinfer_stage_free(w->stage);
     if (w->dr_started) {
         atomic_store(&w->dr_stop, 1);
         pthread_join(w->dr_thread, NULL);
@@ -1080,6 +1005,5 @@ void kinfer_worker_free(struct kinfer_worker *w)
             w->consumer,
             w->close_abandoned ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
     kinfer_tracker_free(w->tracker);
-    free(w->mctx);
     free(w);
 }

@@ -1,7 +1,7 @@
 /* kinfer-bench-batching: throughput and latency of an "mlp" model served one
  * request per call versus with dynamic batching, under the same open-loop
- * load, in process (no Kafka) but through the worker's own pool, batcher
- * and kinfer_model_infer, wired as lib/worker.c wires them.
+ * load, in process (no Kafka) but through the worker's own inference stage
+ * (lib/stage.c: pool, batcher, codec, kinfer_model_infer).
  *
  * The model (dense layers, FP32, deterministic weights) is written by this
  * program as a safetensors file in a temporary directory and removed at
@@ -25,12 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kinfer/batcher.h"
 #include "kinfer/log.h"
 #include "kinfer/model.h"
 #include "kinfer/options.h"
-#include "kinfer/pool.h"
 #include "kinfer/request.h"
+#include "kinfer/stage.h"
 
 #define MAX_LAYERS 16
 #define N_PAYLOADS 64 /* distinct requests, reused round robin */
@@ -288,18 +287,14 @@ struct step {
     int64_t last_ns; /* latest completion; under mode->mu */
 };
 
-/* One way of serving the model, with the worker's wiring: a pool whose
- * threads decode and then run the model inline (no batcher) or hand the
- * request to the model's batcher. */
+/* One way of serving the model: its own registry (the model with or
+ * without batching) and an inference stage, the worker's very code. */
 struct mode {
     const char *label;
     const char *tag; /* short label for progress lines */
     const struct kinfer_models *models;
     const struct kinfer_model *model;
-    struct kinfer_batcher *batcher; /* NULL: one request per call */
-    struct kinfer_pool *pool;
-    size_t threads;             /* in the pool */
-    atomic_size_t decoding;     /* jobs between dequeue and batcher */
+    struct kinfer_stage *stage;
     int codec;                  /* decode and encode JSON per request */
     char *payloads[N_PAYLOADS]; /* request JSON */
     size_t payload_len[N_PAYLOADS];
@@ -307,17 +302,8 @@ struct mode {
 
     pthread_mutex_t mu; /* step completion */
     pthread_cond_t cv;
-    /* Stage costs, summed over a step (reset between steps). */
-    atomic_llong decode_ns, encode_ns, infer_ns;
-    atomic_llong parked_ns; /* pool threads inside submit, not running */
+    atomic_llong encode_ns; /* summed over a step (reset between steps) */
     atomic_size_t errors;
-};
-
-/* A request waiting in the batcher (the worker's struct pending). */
-struct pending {
-    struct job *job;
-    const struct kinfer_request *req; /* &owned, or a prebuilt one */
-    struct kinfer_request owned;
 };
 
 static void complete(struct mode *m, struct job *j)
@@ -335,120 +321,43 @@ static void complete(struct mode *m, struct job *j)
     pthread_mutex_unlock(&m->mu);
 }
 
-/* The worker's answer() without Kafka: encode the result as it would be
- * produced, then call the request done. */
-static void answer(struct mode *m, struct pending *p,
-                   const struct kinfer_infer_item *item)
+static void fail_job(struct mode *m, struct job *j, const char *why)
 {
+    if (atomic_fetch_add(&m->errors, 1) == 0)
+        fprintf(stderr, "kinfer-bench-batching: request failed: %s\n", why);
+    complete(m, j);
+}
+
+static void on_rejected(void *job, const struct kinfer_request *req,
+                        const char *why, void *arg)
+{
+    (void)req;
+    fail_job(arg, job, why);
+}
+
+/* What the worker's answered callback does, less the producing: encode
+ * the result as it would be sent, then call the request done. */
+static void on_answered(void *job, const struct kinfer_request *req,
+                        const struct kinfer_model *model,
+                        const struct kinfer_infer_item *item, void *arg)
+{
+    struct mode *m = arg;
     if (item->failed) {
-        if (atomic_fetch_add(&m->errors, 1) == 0)
-            fprintf(stderr, "kinfer-bench-batching: request failed: %s\n",
-                    item->error);
-    } else if (m->codec) {
+        fail_job(m, job, item->error);
+        return;
+    }
+    if (m->codec) {
         int64_t t = now_ns();
         char *buf = NULL;
         size_t len = 0;
-        if (kinfer_result_encode(p->req->id, kinfer_model_name(m->model),
-                                 kinfer_model_version(m->model), item->outputs,
+        if (kinfer_result_encode(req->id, kinfer_model_name(model),
+                                 kinfer_model_version(model), item->outputs,
                                  item->n_outputs, &buf, &len) != KINFER_OK)
             atomic_fetch_add(&m->errors, 1);
         free(buf);
         atomic_fetch_add(&m->encode_ns, now_ns() - t);
     }
-    complete(m, p->job);
-}
-
-/* Wall time this thread has spent running batches, so that run_job can
- * tell the part of a submit spent waiting as the collector. */
-static _Thread_local int64_t tl_batch_ns;
-
-/* The worker's run_batch: one kinfer_model_infer for the whole batch. */
-static void run_batch(void **items, size_t n, void *arg)
-{
-    struct mode *m = arg;
-    int64_t t_run = now_ns();
-    struct kinfer_infer_item *its = xcalloc(n, sizeof *its);
-    for (size_t i = 0; i < n; i++)
-        its[i].request = ((struct pending *)items[i])->req;
-    int64_t t = now_ns();
-    kinfer_model_infer(m->model, its, n);
-    atomic_fetch_add(&m->infer_ns, now_ns() - t);
-    for (size_t i = 0; i < n; i++) {
-        struct pending *p = items[i];
-        answer(m, p, &its[i]);
-        kinfer_infer_item_clear(&its[i]);
-        kinfer_request_clear(&p->owned);
-        free(p);
-    }
-    free(its);
-    tl_batch_ns += now_ns() - t_run;
-}
-
-/* The worker's run_job: decode, find the model, then run inline or submit
- * to the batcher. */
-static void run_job(struct mode *m, struct job *j)
-{
-    struct pending *p = xcalloc(1, sizeof *p);
-    p->job = j;
-    if (m->codec) {
-        char err[512];
-        int64_t t = now_ns();
-        enum kinfer_err rc = kinfer_request_decode(
-            m->payloads[j->payload], m->payload_len[j->payload], NULL,
-            &p->owned, err, sizeof err);
-        atomic_fetch_add(&m->decode_ns, now_ns() - t);
-        if (rc != KINFER_OK) {
-            fprintf(stderr, "kinfer-bench-batching: decode: %s\n", err);
-            atomic_fetch_add(&m->errors, 1);
-            kinfer_request_clear(&p->owned);
-            complete(m, j);
-            free(p);
-            return;
-        }
-        p->req = &p->owned;
-    } else {
-        p->req = &m->prebuilt[j->payload];
-    }
-    if (kinfer_models_find(m->models, p->req->model_name) != m->model) {
-        atomic_fetch_add(&m->errors, 1);
-        kinfer_request_clear(&p->owned);
-        complete(m, j);
-        free(p);
-        return;
-    }
-    if (m->batcher == NULL) {
-        struct kinfer_infer_item item = {.request = p->req};
-        int64_t t = now_ns();
-        kinfer_model_infer(m->model, &item, 1);
-        atomic_fetch_add(&m->infer_ns, now_ns() - t);
-        answer(m, p, &item);
-        kinfer_infer_item_clear(&item);
-        kinfer_request_clear(&p->owned);
-        free(p);
-        return;
-    }
-    atomic_fetch_sub(&m->decoding, 1);
-    int64_t t_sub = now_ns(), ran = tl_batch_ns;
-    kinfer_batcher_submit(m->batcher, p);
-    atomic_fetch_add(&m->parked_ns, now_ns() - t_sub - (tl_batch_ns - ran));
-    atomic_fetch_add(&m->decoding, 1);
-}
-
-/* The worker's run_job_counted. */
-static void run_job_counted(void *job, void *arg)
-{
-    struct mode *m = arg;
-    atomic_fetch_add(&m->decoding, 1);
-    run_job(m, job);
-    atomic_fetch_sub(&m->decoding, 1);
-}
-
-/* The worker's more_work: requests are being decoded or are queued for
- * the pool. */
-static int more_work(void *arg)
-{
-    struct mode *m = arg;
-    return atomic_load(&m->decoding) > 0 || kinfer_pool_queued(m->pool) > 0;
+    complete(m, job);
 }
 
 /* ------------------------------------------------------------- load */
@@ -458,8 +367,7 @@ struct result {
     double p50_ms, p99_ms, max_ms;
     double batch;                          /* mean requests per infer call */
     double decode_us, encode_us, infer_us; /* per request */
-    double cpus;   /* process CPU seconds per wall second */
-    double parked; /* share of pool thread time waiting in the batcher */
+    double cpus; /* process CPU seconds per wall second */
     size_t n, errors;
     int ok;
     int retried; /* failed, and the same rate was offered again */
@@ -482,14 +390,10 @@ static struct result run_step(const struct bench *b, struct mode *m,
         s.n = 1;
     s.jobs = xcalloc(s.n, sizeof *s.jobs);
     s.lat = xcalloc(s.n, sizeof *s.lat);
-    atomic_store(&m->decode_ns, 0);
     atomic_store(&m->encode_ns, 0);
-    atomic_store(&m->infer_ns, 0);
-    atomic_store(&m->parked_ns, 0);
     atomic_store(&m->errors, 0);
-    size_t batches0 = 0, items0 = 0, batches1 = 0, items1 = 0;
-    if (m->batcher != NULL)
-        kinfer_batcher_counts(m->batcher, &batches0, &items0);
+    struct kinfer_stage_stats st0, st1;
+    kinfer_stage_get_stats(m->stage, &st0);
 
     int64_t cpu0 = cpu_ns();
     double period = (double)NS_PER_S / rate;
@@ -504,8 +408,13 @@ static struct result run_step(const struct bench *b, struct mode *m,
             sleep_until_ns(j->sched_ns);
         /* A full queue blocks here, as it holds back the worker's poll
          * thread; the lateness still counts in the latency. */
-        if (kinfer_pool_submit(m->pool, j) != KINFER_OK) {
-            fprintf(stderr, "kinfer-bench-batching: pool closed\n");
+        enum kinfer_err rc =
+            m->codec ? kinfer_stage_submit(m->stage, j, m->payloads[j->payload],
+                                           m->payload_len[j->payload])
+                     : kinfer_stage_submit_decoded(m->stage, j,
+                                                   &m->prebuilt[j->payload]);
+        if (rc != KINFER_OK) {
+            fprintf(stderr, "kinfer-bench-batching: stage closed\n");
             abort();
         }
     }
@@ -529,21 +438,14 @@ static struct result run_step(const struct bench *b, struct mode *m,
     r.p50_ms = (double)s.lat[i50] / 1e6;
     r.p99_ms = (double)s.lat[i99] / 1e6;
     r.max_ms = (double)s.lat[s.n - 1] / 1e6;
-    if (m->batcher != NULL) {
-        kinfer_batcher_counts(m->batcher, &batches1, &items1);
-        r.batch = batches1 > batches0 ? (double)(items1 - items0) /
-                                            (double)(batches1 - batches0)
-                                      : 0.0;
-    } else {
-        r.batch = 1.0;
-    }
-    r.decode_us = (double)atomic_load(&m->decode_ns) / 1e3 / (double)s.n;
+    kinfer_stage_get_stats(m->stage, &st1);
+    unsigned long long runs = st1.runs - st0.runs;
+    r.batch =
+        runs ? (double)(st1.run_items - st0.run_items) / (double)runs : 0.0;
+    r.decode_us = (double)(st1.decode_ns - st0.decode_ns) / 1e3 / (double)s.n;
     r.encode_us = (double)atomic_load(&m->encode_ns) / 1e3 / (double)s.n;
     r.cpus = span > 0 ? (double)(cpu1 - cpu0) / (double)span : 0.0;
-    r.parked = span > 0 ? (double)atomic_load(&m->parked_ns) /
-                              ((double)span * (double)b->threads)
-                        : 0.0;
-    r.infer_us = (double)atomic_load(&m->infer_ns) / 1e3 / (double)s.n;
+    r.infer_us = (double)(st1.run_ns - st0.run_ns) / 1e3 / (double)s.n;
     r.errors = atomic_load(&m->errors);
     r.ok = r.errors == 0 && r.achieved >= OK_FRACTION * rate &&
            r.p99_ms <= b->budget_ms;
@@ -554,18 +456,18 @@ static struct result run_step(const struct bench *b, struct mode *m,
 
 static void print_header(FILE *f)
 {
-    fprintf(f, "%8s %8s %7s %7s %7s %5s %5s %5s %6s %4s %4s\n", "offered",
+    fprintf(f, "%8s %8s %7s %7s %7s %5s %5s %5s %6s %4s\n", "offered",
             "achieved", "p50 ms", "p99 ms", "max ms", "batch", "dec", "enc",
-            "infer", "cpus", "park");
+            "infer", "cpus");
 }
 
 static void print_row(FILE *f, const struct result *r)
 {
     fprintf(f,
-            "%8.0f %8.0f %7.2f %7.2f %7.2f %5.1f %5.0f %5.0f %6.0f %4.2f "
-            "%3.0f%%  %s\n",
+            "%8.0f %8.0f %7.2f %7.2f %7.2f %5.1f %5.0f %5.0f %6.0f %4.2f  "
+            "%s\n",
             r->offered, r->achieved, r->p50_ms, r->p99_ms, r->max_ms, r->batch,
-            r->decode_us, r->encode_us, r->infer_us, r->cpus, r->parked * 100,
+            r->decode_us, r->encode_us, r->infer_us, r->cpus,
             r->errors    ? "ERRORS"
             : r->ok      ? "ok"
             : r->retried ? "failed (retried)"
@@ -675,12 +577,7 @@ static int mode_init(struct mode *m, const char *label, const char *tag,
     m->models = ms;
     m->model = kinfer_models_find(ms, name);
     m->codec = codec;
-    m->threads = threads;
-    atomic_init(&m->decoding, 0);
-    atomic_init(&m->decode_ns, 0);
     atomic_init(&m->encode_ns, 0);
-    atomic_init(&m->infer_ns, 0);
-    atomic_init(&m->parked_ns, 0);
     atomic_init(&m->errors, 0);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
@@ -696,23 +593,18 @@ static int mode_init(struct mode *m, const char *label, const char *tag,
             return -1;
         }
     }
-    /* As kinfer_worker_new does. */
-    const struct kinfer_model_settings *st = kinfer_model_settings(m->model);
-    if (st->max_batch_size > 1) {
-        struct kinfer_batcher_config bc = {
-            .max_batch = st->max_batch_size,
-            .preferred = st->preferred_batch_size,
-            .max_delay_us = st->max_queue_delay_us,
-        };
-        if (kinfer_batcher_new(&bc, run_batch, m, more_work, m, &m->batcher) !=
-            KINFER_OK) {
-            fprintf(stderr, "kinfer-bench-batching: bad batching "
-                            "settings\n");
-            return -1;
-        }
-    }
-    if (kinfer_pool_new(threads, max_in_flight + 64, run_job_counted, m,
-                        &m->pool) != KINFER_OK) {
+    const struct kinfer_stage_config cfg = {
+        .threads = threads,
+        .capacity = max_in_flight + 64, /* as the worker sizes it */
+        .default_model = name,
+    };
+    const struct kinfer_stage_ops ops = {
+        .rejected = on_rejected,
+        .unknown_model = on_rejected,
+        .answered = on_answered,
+        .arg = m,
+    };
+    if (kinfer_stage_new(&cfg, ms, &ops, &m->stage) != KINFER_OK) {
         fprintf(stderr, "kinfer-bench-batching: cannot start %zu threads\n",
                 threads);
         return -1;
@@ -722,8 +614,7 @@ static int mode_init(struct mode *m, const char *label, const char *tag,
 
 static void mode_clear(struct mode *m)
 {
-    kinfer_pool_free(m->pool);
-    kinfer_batcher_free(m->batcher);
+    kinfer_stage_free(m->stage);
     for (size_t k = 0; k < N_PAYLOADS; k++) {
         free(m->payloads[k]);
         kinfer_request_clear(&m->prebuilt[k]);
@@ -823,15 +714,13 @@ int main(int argc, char **argv)
             opt_defs, N_OPTS, "kinfer-bench-batching [OPTIONS]",
             "Throughput and p50/p99 latency of an mlp model at batch size 1\n"
             "versus dynamic batching, under the same open-loop load, through\n"
-            "kinfer's pool, batcher and model code (no Kafka).  Columns:\n"
+            "kinfer's inference stage (no Kafka).  Columns:\n"
             "offered and achieved requests/s; latency from scheduled arrival\n"
             "to encoded result (p50, p99, max); batch: mean requests per\n"
             "infer call; dec, enc, infer: microseconds per request spent\n"
             "decoding the JSON request, encoding the result, and in\n"
             "kinfer_model_infer (wall time of a call / its requests); cpus:\n"
-            "process CPU seconds per second (of nproc); park: share of the\n"
-            "pool threads' time spent inside kinfer_batcher_submit without\n"
-            "running a batch (waiting as the collector).  -X is not used.",
+            "process CPU seconds per second (of nproc).  -X is not used.",
             stdout);
         kinfer_opts_free(o);
         return 0;

@@ -658,3 +658,20 @@ void bk_check_threads(const struct kinfer_backend *b, void *model,
         assert_false(st[i].bad);
     }
 }
+
+void bk_check_threads_file(const struct kinfer_backend *b, const char *gen,
+                           const char *name, int nthreads)
+{
+    void *m = bk_model_load(b, gen, name, NULL);
+    json_t *cases = bk_cases_load(gen, name);
+    bk_check_threads(b, m, cases, nthreads);
+    json_decref(cases);
+    b->destroy(m);
+}
+
+void bk_check_descriptor(const struct kinfer_backend *b, const char *name)
+{
+    assert_int_equal(b->abi_version, KINFER_BACKEND_ABI_VERSION);
+    assert_string_equal(b->name, name);
+    b->destroy(NULL);
+}

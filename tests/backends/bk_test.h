@@ -72,6 +72,13 @@ void bk_check_same(const struct kinfer_infer_item *a,
 void bk_check_model(const struct kinfer_backend *b, void *model,
                     const json_t *cases);
 
+/* bk_check_threads on model <name> of gen with its expected cases. */
+void bk_check_threads_file(const struct kinfer_backend *b, const char *gen,
+                           const char *name, int nthreads);
+
+/* The descriptor's fixed parts: ABI version, name, destroy(NULL) a no-op. */
+void bk_check_descriptor(const struct kinfer_backend *b, const char *name);
+
 /* Run the cases as one batch on each of nthreads threads at once, each
  * thread several times, and check every answer. */
 void bk_check_threads(const struct kinfer_backend *b, void *model,

@@ -60,25 +60,15 @@ static void test_small_scratch(void **state)
 
 static void test_threads(void **state)
 {
-    const struct kinfer_backend *b = kinfer_backend_mlp();
-    void *m = bk_model_load(b, gen_dir, "mlp", NULL);
-    json_t *cases = bk_cases_load(gen_dir, "mlp");
-
     (void)state;
-    bk_check_threads(b, m, cases, 4);
-    json_decref(cases);
-    b->destroy(m);
+    bk_check_threads_file(kinfer_backend_mlp(), gen_dir, "mlp", 4);
 }
 
 static void test_descriptor(void **state)
 {
-    const struct kinfer_backend *b = kinfer_backend_mlp();
-
     (void)state;
-    assert_ptr_equal(b, kinfer_backend_mlp());
-    assert_int_equal(b->abi_version, KINFER_BACKEND_ABI_VERSION);
-    assert_string_equal(b->name, "mlp");
-    b->destroy(NULL);
+    assert_ptr_equal(kinfer_backend_mlp(), kinfer_backend_mlp());
+    bk_check_descriptor(kinfer_backend_mlp(), "mlp");
 }
 
 struct bad_config {

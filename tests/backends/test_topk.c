@@ -101,25 +101,15 @@ static void test_small_scratch(void **state)
 
 static void test_threads(void **state)
 {
-    const struct kinfer_backend *b = kinfer_backend_topk();
-    void *m = bk_model_load(b, gen_dir, "recsys", NULL);
-    json_t *cases = bk_cases_load(gen_dir, "recsys");
-
     (void)state;
-    bk_check_threads(b, m, cases, 4);
-    json_decref(cases);
-    b->destroy(m);
+    bk_check_threads_file(kinfer_backend_topk(), gen_dir, "recsys", 4);
 }
 
 static void test_descriptor(void **state)
 {
-    const struct kinfer_backend *b = kinfer_backend_topk();
-
     (void)state;
-    assert_ptr_equal(b, kinfer_backend_topk());
-    assert_int_equal(b->abi_version, KINFER_BACKEND_ABI_VERSION);
-    assert_string_equal(b->name, "topk");
-    b->destroy(NULL);
+    assert_ptr_equal(kinfer_backend_topk(), kinfer_backend_topk());
+    bk_check_descriptor(kinfer_backend_topk(), "topk");
 }
 
 /* Requests in other accepted forms must give the same answer as the

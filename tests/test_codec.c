@@ -1,12 +1,16 @@
-/* Unit tests of lib/codec.c.  Usage: test_codec DATA_DIR (tests/data/codec).
- * Requests are data: DATA_DIR/invalid/<case>/{input,error} must fail with
- * exactly that message (an optional second line of error names the code,
- * e.g. KINFER_ERR_TOO_LARGE; default KINFER_ERR_INVALID), and
+/* Unit tests of the request codec (lib/codec_*.c).  Usage: test_codec DATA_DIR
+ * (tests/data/codec). Requests are data: DATA_DIR/invalid/<case>/{input,error}
+ * must fail with exactly that message (an optional second line of error names
+ * the code, e.g. KINFER_ERR_TOO_LARGE; default KINFER_ERR_INVALID), and
  * DATA_DIR/valid/<case>/{input,expect} must decode to what expect
  * describes (the format is render_request below).  Adding a case needs no
  * code.  The rest: limits built in code, result encoding, round trips and
- * a truncation/mutation loop over every valid input.
+ * a truncation/mutation loop over every valid input.  Every request is
+ * decoded from buffers that end where it ends (decode_edge), so a read
+ * past the end fails the test.
  */
+/* MAP_ANONYMOUS for the guard page, beside the build's _POSIX_C_SOURCE. */
+#define _DEFAULT_SOURCE
 #include <dirent.h>
 #include <float.h>
 #include <inttypes.h>
@@ -14,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +27,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kinfer/host.h"
 #include "kinfer/request.h"
 
 static const char *data_dir;
@@ -35,6 +42,13 @@ struct text {
 
 static void text_add(struct text *t, const char *s, size_t n)
 {
+    /* len + n + 1 must not wrap around: were n SIZE_MAX it would be 0, no
+     * room would be made and memcpy would run off the buffer (gcc 12 at
+     * -O3 sees that path through reencode and warns). */
+    if (n > PTRDIFF_MAX / 4 || t->len > PTRDIFF_MAX / 4) {
+        fail_msg("text of %zu + %zu bytes", t->len, n);
+        return;
+    }
     if (t->len + n + 1 > t->cap) {
         t->cap = (t->len + n + 1) * 2;
         t->p = realloc(t->p, t->cap);
@@ -126,6 +140,72 @@ static int utf8_valid(const char *s)
                 return 0;
     }
     return 1;
+}
+
+/* Buffers that end exactly where a request ends, so that a read past the
+ * end fails the test: an exact-size malloc'd copy (ASan sees instrumented
+ * reads, memcmp included) and a copy that ends at a PROT_NONE page (any
+ * read faults, strtod's inside libc included, in any build).  The mapping
+ * is made once, by setup_edge. */
+static struct {
+    char *map;  /* at least EDGE_ROOM bytes, then a PROT_NONE page */
+    size_t len; /* of the whole mapping */
+    char *end;  /* the guard page: a request at end - n ends right here */
+} edge;
+
+#define EDGE_ROOM ((size_t)64 << 10)
+
+static int setup_edge(void **state)
+{
+    (void)state;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t room = (EDGE_ROOM + page - 1) / page * page;
+    edge.len = room + page;
+    edge.map = mmap(NULL, edge.len, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (edge.map == MAP_FAILED)
+        return -1;
+    edge.end = edge.map + room;
+    return mprotect(edge.end, page, PROT_NONE);
+}
+
+static int teardown_edge(void **state)
+{
+    (void)state;
+    return munmap(edge.map, edge.len);
+}
+
+/* kinfer_request_decode of input[0..n) from both buffers: they must give
+ * the same code and message.  req and err get the malloc'd copy's result
+ * (req borrows nothing from the buffer). */
+static enum kinfer_err decode_edge(const char *input, size_t n,
+                                   const struct kinfer_limits *lim,
+                                   struct kinfer_request *req, char *err,
+                                   size_t errsize)
+{
+    char *exact = malloc(n > 0 ? n : 1);
+    assert_non_null(exact);
+    if (n > 0)
+        memcpy(exact, input, n);
+    enum kinfer_err rc =
+        kinfer_request_decode(exact, n, lim, req, err, errsize);
+    free(exact);
+    if (n > EDGE_ROOM)
+        return rc;
+
+    char *tail = edge.end - n;
+    if (n > 0)
+        memcpy(tail, input, n);
+    struct kinfer_request req2;
+    char err2[512];
+    enum kinfer_err rc2 =
+        kinfer_request_decode(tail, n, lim, &req2, err2, sizeof err2);
+    if (rc2 != rc ||
+        (rc != KINFER_OK && errsize >= sizeof err2 && strcmp(err, err2)))
+        fail_msg("at a page end: %d '%s'; exact copy: %d '%s'", rc2, err2, rc,
+                 rc != KINFER_OK ? err : "");
+    kinfer_request_clear(&req2);
+    return rc;
 }
 
 /* How the expect files write numbers: "%g" with the fewest digits, from
@@ -333,7 +413,7 @@ static void test_invalid_cases(void **state)
         char err[512];
         memset(err, 'x', sizeof err);
         enum kinfer_err rc =
-            kinfer_request_decode(input, len, NULL, &req, err, sizeof err);
+            decode_edge(input, len, NULL, &req, err, sizeof err);
         if (rc != want_rc || strcmp(err, expect) != 0) {
             print_error("case %s:\n  want %s \"%s\"\n  got  %s \"%s\"\n", name,
                         kinfer_strerror(want_rc), expect, kinfer_strerror(rc),
@@ -376,7 +456,7 @@ static void test_valid_cases(void **state)
         struct kinfer_request req;
         char err[512];
         enum kinfer_err rc =
-            kinfer_request_decode(input, len, NULL, &req, err, sizeof err);
+            decode_edge(input, len, NULL, &req, err, sizeof err);
         if (rc != KINFER_OK) {
             print_error("case %s: %s: %s\n", name, kinfer_strerror(rc), err);
             failures++;
@@ -429,9 +509,8 @@ static void round_trip_one(const char *name, const char *input, size_t len)
 {
     struct kinfer_request req, back;
     char err[512];
-    assert_int_equal(
-        kinfer_request_decode(input, len, NULL, &req, err, sizeof err),
-        KINFER_OK);
+    assert_int_equal(decode_edge(input, len, NULL, &req, err, sizeof err),
+                     KINFER_OK);
     reencode(req.inputs, req.n_inputs, &back);
     assert_int_equal(back.n_inputs, req.n_inputs);
     for (size_t i = 0; i < req.n_inputs; i++)
@@ -454,14 +533,12 @@ static void mangle_one(const char *name, const char *input, size_t len)
 {
     while (len > 0 && strchr(" \t\r\n", input[len - 1]) != NULL)
         len--; /* "{...}" + "\n" minus the "\n" would still be valid */
-    char *buf = malloc(len + 1);
+    char *buf = malloc(len);
     assert_non_null(buf);
     char err[512];
     struct kinfer_request req;
     for (size_t n = 0; n < len; n++) {
-        memcpy(buf, input, n); /* an exact-size copy so ASan sees overreads */
-        enum kinfer_err rc =
-            kinfer_request_decode(buf, n, NULL, &req, err, sizeof err);
+        enum kinfer_err rc = decode_edge(input, n, NULL, &req, err, sizeof err);
         if (rc == KINFER_OK)
             fail_msg("case %s: prefix of %zu bytes decoded", name, n);
         assert_true(err[0] != '\0' && utf8_valid(err));
@@ -475,7 +552,7 @@ static void mangle_one(const char *name, const char *input, size_t len)
             memcpy(buf, input, len);
             buf[i] = subst[s];
             enum kinfer_err rc =
-                kinfer_request_decode(buf, len, NULL, &req, err, sizeof err);
+                decode_edge(buf, len, NULL, &req, err, sizeof err);
             if (rc != KINFER_OK)
                 assert_true(err[0] != '\0' && utf8_valid(err));
             kinfer_request_clear(&req);
@@ -976,8 +1053,8 @@ static void test_decode_errors_encode(void **state)
 
 /* --- the numeric fast path ----------------------------------------- */
 
-/* The decoder parses big flat "data" arrays itself (codec.c, "Fast path
- * for numeric data").  An escaped key ("d\u0061ta") means the same to
+/* The decoder parses big flat "data" arrays itself (lib/codec_lift.c, the
+ * numeric fast path).  An escaped key ("d\u0061ta") means the same to
  * JSON but is never lifted, so decoding the same request both ways must
  * give the same result to the bit, or the same error word for word. */
 
@@ -1073,10 +1150,10 @@ static int fp_compare(const char *fast_text, const char *slow_text)
 {
     struct kinfer_request a, b;
     char ea[512], eb[512];
-    enum kinfer_err ra = kinfer_request_decode(fast_text, strlen(fast_text),
-                                               NULL, &a, ea, sizeof ea);
-    enum kinfer_err rb = kinfer_request_decode(slow_text, strlen(slow_text),
-                                               NULL, &b, eb, sizeof eb);
+    enum kinfer_err ra =
+        decode_edge(fast_text, strlen(fast_text), NULL, &a, ea, sizeof ea);
+    enum kinfer_err rb =
+        decode_edge(slow_text, strlen(slow_text), NULL, &b, eb, sizeof eb);
     strip_position(ea);
     strip_position(eb);
     if (ra != rb || (ra != KINFER_OK && strcmp(ea, eb) != 0))
@@ -1153,6 +1230,77 @@ static void test_fast_path_matches_ordinary(void **state)
     free(slow);
 }
 
+/* Requests cut off inside an escape, a number or a literal, where a scan
+ * that trusts the syntax steps past the end: the fast path's string scan
+ * over `\` + one byte (`{"abcd\` read 6 bytes past the end) and strtod on
+ * a real that ends the buffer.  Each must give Jansson's message, from
+ * buffers that end where the request does. */
+#define N15 "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15"
+#define DATA "{\"inputs\":[{\"data\":["
+#define X17                                                                    \
+    "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP64\",\"shape\":[17],"       \
+    "\"data\":[" N15 ",16,"
+
+static const struct {
+    const char *input, *error;
+} cut_off[] = {
+    {"{\"abcd\\", "invalid escape near '\"abcd\\' at line 1 column 7"},
+    {"\"\\", "invalid escape near '\"\\' at line 1 column 2"},
+    {"{\"inputs\\", "invalid escape near '\"inputs\\' at line 1 column 9"},
+    {"{\"inputs\":[{\"data\\",
+     "invalid escape near '\"data\\' at line 1 column 18"},
+    {"{\"inputs\":[{\"name\":\"x\\",
+     "invalid escape near '\"x\\' at line 1 column 22"},
+    {"{\"id\":\"\\u00", "invalid escape near '\"\\u00' at line 1 column 11"},
+    {DATA "1.5", "']' expected near end of file at line 1 column 23"},
+    {DATA N15 ",16.5", "']' expected near end of file at line 1 column 60"},
+    {DATA N15 ",16,17", "']' expected near end of file at line 1 column 61"},
+    {DATA N15 ",1e5", "']' expected near end of file at line 1 column 59"},
+    {DATA N15 ",-2.5E-3", "']' expected near end of file at line 1 column 63"},
+    {DATA N15 ",1.", "invalid token near '1.' at line 1 column 58"},
+    {DATA N15 ",1e", "invalid token near '1e' at line 1 column 58"},
+    {DATA N15 ",1e-", "invalid token near '1e-' at line 1 column 59"},
+    {DATA N15 ",-", "invalid token near '-' at line 1 column 57"},
+    {DATA N15 ",-0", "']' expected near end of file at line 1 column 58"},
+    {DATA "true,fals", "invalid token near 'fals' at line 1 column 29"},
+    {DATA "nul", "invalid token near 'nul' at line 1 column 23"},
+    {"{\"id\":tr", "invalid token near 'tr' at line 1 column 8"},
+    {X17 "1.5", "']' expected near end of file at line 1 column 104"},
+    {X17 "1.5]", "'}' expected near end of file at line 1 column 105"},
+};
+
+static void test_no_read_past_end(void **state)
+{
+    (void)state;
+    struct kinfer_request req;
+    char err[512], want[512];
+    for (size_t i = 0; i < sizeof cut_off / sizeof *cut_off; i++) {
+        const char *in = cut_off[i].input;
+        snprintf(want, sizeof want, "request is not valid JSON: %s",
+                 cut_off[i].error);
+        enum kinfer_err rc =
+            decode_edge(in, strlen(in), NULL, &req, err, sizeof err);
+        if (rc != KINFER_ERR_INVALID || strcmp(err, want) != 0)
+            fail_msg("%s:\n  want \"%s\"\n  got  %d \"%s\"", in, want, rc, err);
+        kinfer_request_clear(&req);
+    }
+
+    /* The same request complete ends at the guard page too, and the fast
+     * path lifts all of it, the real before the closing brackets
+     * included. */
+    const char whole[] = X17 "1.5]}]}";
+    assert_int_equal(
+        decode_edge(whole, sizeof whole - 1, NULL, &req, err, sizeof err),
+        KINFER_OK);
+    assert_int_equal(req.n_inputs, 1);
+    assert_int_equal(req.inputs[0].count, 17);
+    const double *v = req.inputs[0].data;
+    for (int k = 0; k < 16; k++)
+        assert_true(v[k] == k + 1);
+    assert_true(v[16] == 1.5);
+    kinfer_request_clear(&req);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -1176,6 +1324,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_error_encode),
         cmocka_unit_test(test_decode_errors_encode),
         cmocka_unit_test(test_fast_path_matches_ordinary),
+        cmocka_unit_test(test_no_read_past_end),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup_edge, teardown_edge);
 }

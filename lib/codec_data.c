@@ -1,0 +1,244 @@
+/* The decoder's element walker: one input's "data" array, parsed by
+ * Jansson, checked against the input's shape and stored into its tensor
+ * element by element, with a message that names the exact element when a
+ * value does not fit the datatype.  Called by codec_decode.c.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "codec.h"
+
+/* What each datatype wants, for "expected ... got ..." messages. */
+static const char *const expected[] = {
+    [KINFER_DTYPE_BOOL] = "true or false", [KINFER_DTYPE_INT32] = "an integer",
+    [KINFER_DTYPE_INT64] = "an integer",   [KINFER_DTYPE_FP32] = "a number",
+    [KINFER_DTYPE_FP64] = "a number",      [KINFER_DTYPE_BYTES] = "a string",
+};
+
+/* What a JSON value is, for "got ..." in messages. */
+static void describe(const json_t *v, char *buf, size_t size)
+{
+    switch (json_typeof(v)) {
+    case JSON_INTEGER:
+        snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        /* 1e3 is a real: say 1000.0, not 1000, when an integer was due. */
+        kinfer_codec_fmt_real(buf, size, json_real_value(v), 0);
+        if (strpbrk(buf, ".e") == NULL)
+            snprintf(buf + strlen(buf), size - strlen(buf), ".0");
+        break;
+    case JSON_STRING:
+        snprintf(buf, size, "a string");
+        break;
+    case JSON_TRUE:
+        snprintf(buf, size, "true");
+        break;
+    case JSON_FALSE:
+        snprintf(buf, size, "false");
+        break;
+    case JSON_NULL:
+        snprintf(buf, size, "null");
+        break;
+    case JSON_ARRAY:
+        snprintf(buf, size, "an array");
+        break;
+    case JSON_OBJECT:
+        snprintf(buf, size, "an object");
+        break;
+    }
+}
+
+/* Store the JSON integer v as element k of an INT32 or INT64 tensor. */
+static enum kinfer_err store_int(struct kinfer_tensor *t, size_t k,
+                                 const json_t *v, char *why, size_t whysize)
+{
+    json_int_t x = json_integer_value(v);
+    if (t->dtype == KINFER_DTYPE_INT64) {
+        ((int64_t *)t->data)[k] = (int64_t)x;
+        return KINFER_OK;
+    }
+    if (x < INT32_MIN || x > INT32_MAX) {
+        snprintf(why, whysize,
+                 "integer %" JSON_INTEGER_FORMAT " is out of range for INT32",
+                 x);
+        return KINFER_ERR_INVALID;
+    }
+    ((int32_t *)t->data)[k] = (int32_t)x;
+    return KINFER_OK;
+}
+
+/* Store the JSON number v as element k of an FP32 tensor. */
+static enum kinfer_err store_fp32(struct kinfer_tensor *t, size_t k,
+                                  const json_t *v, char *why, size_t whysize)
+{
+    double x = json_number_value(v);
+    if (fabs(x) >= CODEC_FP32_LIMIT) {
+        char got[40];
+        kinfer_codec_fmt_real(got, sizeof got, x, 0);
+        snprintf(why, whysize, "value %s is out of range for FP32", got);
+        return KINFER_ERR_INVALID;
+    }
+    float f;
+    if (fabs(x) > FLT_MAX) /* converting it would be undefined */
+        f = x > 0 ? FLT_MAX : -FLT_MAX;
+    else
+        f = (float)x;
+    ((float *)t->data)[k] = f;
+    return KINFER_OK;
+}
+
+/* Store JSON value v as element k of t.  On a type or range error writes
+ * the reason (without the path) to why and returns KINFER_ERR_INVALID. */
+static enum kinfer_err store_elem(struct kinfer_tensor *t, size_t k,
+                                  const json_t *v, char *why, size_t whysize)
+{
+    switch (t->dtype) {
+    case KINFER_DTYPE_BOOL:
+        if (!json_is_boolean(v))
+            break;
+        ((uint8_t *)t->data)[k] = json_is_true(v) ? 1 : 0;
+        return KINFER_OK;
+    case KINFER_DTYPE_INT32:
+    case KINFER_DTYPE_INT64:
+        if (!json_is_integer(v))
+            break;
+        return store_int(t, k, v, why, whysize);
+    case KINFER_DTYPE_FP32:
+        if (!json_is_number(v))
+            break;
+        return store_fp32(t, k, v, why, whysize);
+    case KINFER_DTYPE_FP64:
+        if (!json_is_number(v))
+            break;
+        ((double *)t->data)[k] = json_number_value(v);
+        return KINFER_OK;
+    case KINFER_DTYPE_BYTES:
+        if (!json_is_string(v))
+            break;
+        return kinfer_tensor_set_bytes(t, k, json_string_value(v),
+                                       json_string_length(v));
+    case KINFER_DTYPE_INVALID:
+        snprintf(why, whysize, "invalid datatype");
+        return KINFER_ERR_INVALID;
+    }
+
+    char got[40];
+    describe(v, got, sizeof got);
+    snprintf(why, whysize, "expected %s for %s, got %s", expected[t->dtype],
+             kinfer_dtype_name(t->dtype), got);
+    return KINFER_ERR_INVALID;
+}
+
+/* Decoding state of one input, for the data walkers below. */
+struct input_ctx {
+    struct codec_dec *d;
+    const struct codec_input *in;
+    struct kinfer_tensor *t;     /* initialised; elements filled in order */
+    size_t idx[KINFER_MAX_DIMS]; /* current position in nested data */
+    size_t pos;                  /* next flat element */
+};
+
+/* Check that nested data a at level depth matches shape[depth..ndim-1],
+ * before anything is allocated for it. */
+static enum kinfer_err check_nested(struct input_ctx *c, const json_t *a,
+                                    int depth)
+{
+    const struct codec_input *in = c->in;
+    char where[CODEC_SHAPE_TEXT], shape[CODEC_SHAPE_TEXT];
+    size_t want = (size_t)in->shape[depth];
+    if (!json_is_array(a) || json_array_size(a) != want) {
+        kinfer_codec_fmt_index(where, sizeof where, c->idx, depth);
+        kinfer_codec_fmt_shape(shape, sizeof shape, in->shape, in->ndim);
+        if (json_is_array(a))
+            return kinfer_codec_fail(
+                c->d, KINFER_ERR_INVALID,
+                "inputs[%zu].data%s: expected %zu element%s for "
+                "dimension %d of shape %s, got %zu",
+                in->index, where, want, want == 1 ? "" : "s", depth, shape,
+                json_array_size(a));
+        char got[40];
+        describe(a, got, sizeof got);
+        return kinfer_codec_fail(c->d, KINFER_ERR_INVALID,
+                                 "inputs[%zu].data%s: expected an array for "
+                                 "dimension %d of shape %s, got %s",
+                                 in->index, where, depth, shape, got);
+    }
+    if (depth + 1 == in->ndim)
+        return KINFER_OK;
+    for (size_t k = 0; k < want; k++) {
+        c->idx[depth] = k;
+        enum kinfer_err rc = check_nested(c, json_array_get(a, k), depth + 1);
+        if (rc != KINFER_OK)
+            return rc;
+    }
+    return KINFER_OK;
+}
+
+/* Store the elements of a, whose own indices are idx[0..depth), in
+ * row-major order; a is a leaf array when depth == leaf. */
+static enum kinfer_err fill(struct input_ctx *c, const json_t *a, int depth,
+                            int leaf)
+{
+    size_t n = json_array_size(a);
+    for (size_t k = 0; k < n; k++) {
+        c->idx[depth] = k;
+        const json_t *v = json_array_get(a, k);
+        if (depth < leaf) {
+            enum kinfer_err rc = fill(c, v, depth + 1, leaf);
+            if (rc != KINFER_OK)
+                return rc;
+            continue;
+        }
+        char why[160], where[CODEC_SHAPE_TEXT];
+        enum kinfer_err rc = store_elem(c->t, c->pos, v, why, sizeof why);
+        if (rc == KINFER_ERR_NOMEM)
+            return kinfer_codec_fail_nomem(c->d);
+        if (rc != KINFER_OK) {
+            kinfer_codec_fmt_index(where, sizeof where, c->idx, depth + 1);
+            return kinfer_codec_fail(c->d, rc, "inputs[%zu].data%s: %s",
+                                     c->in->index, where, why);
+        }
+        c->pos++;
+    }
+    return KINFER_OK;
+}
+
+enum kinfer_err kinfer_codec_data_fill(struct codec_dec *d,
+                                       const struct codec_input *in,
+                                       struct kinfer_tensor *t)
+{
+    /* Flat row-major or nested one level per dimension; for one dimension
+     * the two are the same thing, for none the data is [value]. */
+    const json_t *data = in->data;
+    struct input_ctx c = {.d = d, .in = in, .t = t};
+    int nested = in->ndim >= 2 && json_array_size(data) > 0 &&
+                 json_is_array(json_array_get(data, 0));
+    if (nested) {
+        enum kinfer_err rc = check_nested(&c, data, 0);
+        if (rc != KINFER_OK)
+            return rc;
+    } else if (json_array_size(data) != in->count) {
+        char text[CODEC_SHAPE_TEXT];
+        kinfer_codec_fmt_shape(text, sizeof text, in->shape, in->ndim);
+        return kinfer_codec_fail(d, KINFER_ERR_INVALID,
+                                 "inputs[%zu].data: expected %zu element%s "
+                                 "for shape %s, got %zu",
+                                 in->index, in->count,
+                                 in->count == 1 ? "" : "s", text,
+                                 json_array_size(data));
+    }
+
+    enum kinfer_err rc =
+        kinfer_tensor_init(t, in->name, in->dtype, in->ndim, in->shape);
+    if (rc == KINFER_ERR_NOMEM)
+        return kinfer_codec_fail_nomem(d);
+    if (rc != KINFER_OK)
+        return kinfer_codec_fail(d, rc, "inputs[%zu]: cannot create the tensor",
+                                 in->index);
+    return fill(&c, data, 0, nested ? in->ndim - 1 : 0);
+}

@@ -90,10 +90,69 @@ static enum kinfer_err load_models(struct kinfer_models *models,
     return KINFER_OK;
 }
 
-int main(int argc, char **argv)
+/* The worker's options.  The "threads" default, the online CPU count, is
+ * known only at run time: worker_options fills it into a copy. */
+static const struct kinfer_optdef options[] = {
+    {"brokers", "KINFER_BROKERS", KINFER_OPT_STRING, "127.0.0.1:9092", 0, 0,
+     "LIST", "Kafka bootstrap servers", 0},
+    {"group", "KINFER_GROUP", KINFER_OPT_STRING, "kinfer", 0, 0, "ID",
+     "Consumer group id (all workers of one fleet share it)", 0},
+    {"input-topic", "KINFER_INPUT_TOPIC", KINFER_OPT_STRING, "kinfer.requests",
+     0, 0, "T", "Topic to read requests from", 0},
+    {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING, "kinfer.results",
+     0, 0, "T", "Topic to write results to", 0},
+    {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0, 0,
+     "T", "Dead-letter topic for requests that cannot be decoded", 0},
+    {"threads", "KINFER_THREADS", KINFER_OPT_INT, NULL /* CPU count */, 1, 1024,
+     "N", "Inference threads (defaults to the online CPU count)", 0},
+    {"max-in-flight", "KINFER_MAX_IN_FLIGHT", KINFER_OPT_INT, "1024", 1,
+     1000000, "N", "Requests held at once; partitions pause above it", 0},
+    {"max-in-flight-bytes", "KINFER_MAX_IN_FLIGHT_BYTES", KINFER_OPT_INT,
+     "67108864", 1024, (long long)1 << 40, "BYTES",
+     "Bytes of requests held at once; partitions pause above it", 0},
+    {"max-request-bytes", "KINFER_MAX_REQUEST_BYTES", KINFER_OPT_INT, "1000000",
+     64, (long long)1 << 30, "BYTES",
+     "Larger requests are rejected (error result + dead letter)", 0},
+    {"model", "KINFER_MODEL", KINFER_OPT_STRING, "scale", 0, 0, "NAME",
+     "Model for requests without model_name", 0},
+    {"model-repo", "KINFER_MODEL_REPO", KINFER_OPT_STRING, NULL, 0, 0, "DIR",
+     "Model repository: one subdirectory with a config.json per "
+     "model",
+     0},
+    {"plugin", "KINFER_PLUGINS", KINFER_OPT_LIST, NULL, 0, 0, "PATH",
+     "Backend plugin (.so) to load; repeatable (env: ':'-separated)", 0},
+    {"drain-timeout", "KINFER_DRAIN_TIMEOUT", KINFER_OPT_INT, "30", 0, 3600,
+     "SECONDS",
+     "On shutdown or revocation, wait this long for in-flight results", 0},
+    {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0, 86400,
+     "SECONDS", "Log counters this often (0: never)", 0},
+    {"log-level", "KINFER_LOG_LEVEL", KINFER_OPT_STRING, "info", 0, 0, "LEVEL",
+     "error, warn, info or debug", 0},
+    {"config", "KINFER_CONFIG", KINFER_OPT_STRING, NULL, 0, 0, "FILE",
+     "Config file of 'option = value' lines (librdkafka properties "
+     "too)",
+     1},
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* Copy the option table into defs[N_OPTIONS] with the "threads" default
+ * set to the online CPU count, written into cpus (which defs borrows). */
+static void worker_options(struct kinfer_optdef *defs, char *cpus,
+                           size_t cpussize)
 {
-    /* Installed first so a signal during start-up still means "stop
-     * cleanly" rather than the default abrupt exit. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(cpus, cpussize, "%ld", ncpu > 0 ? ncpu : 1);
+    memcpy(defs, options, sizeof options);
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strcmp(defs[i].name, "threads") == 0)
+            defs[i].def = cpus;
+}
+
+/* Installed first so a signal during start-up still means "stop cleanly"
+ * rather than the default abrupt exit. */
+static void install_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -101,95 +160,64 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
-    char cpus[32];
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    snprintf(cpus, sizeof cpus, "%ld", ncpu > 0 ? ncpu : 1);
-
-    const struct kinfer_optdef defs[] = {
-        {"brokers", "KINFER_BROKERS", KINFER_OPT_STRING, "127.0.0.1:9092", 0, 0,
-         "LIST", "Kafka bootstrap servers", 0},
-        {"group", "KINFER_GROUP", KINFER_OPT_STRING, "kinfer", 0, 0, "ID",
-         "Consumer group id (all workers of one fleet share it)", 0},
-        {"input-topic", "KINFER_INPUT_TOPIC", KINFER_OPT_STRING,
-         "kinfer.requests", 0, 0, "T", "Topic to read requests from", 0},
-        {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING,
-         "kinfer.results", 0, 0, "T", "Topic to write results to", 0},
-        {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0, 0,
-         "T", "Dead-letter topic for requests that cannot be decoded", 0},
-        {"threads", "KINFER_THREADS", KINFER_OPT_INT, cpus, 1, 1024, "N",
-         "Inference threads (defaults to the online CPU count)", 0},
-        {"max-in-flight", "KINFER_MAX_IN_FLIGHT", KINFER_OPT_INT, "1024", 1,
-         1000000, "N", "Requests held at once; partitions pause above it", 0},
-        {"max-in-flight-bytes", "KINFER_MAX_IN_FLIGHT_BYTES", KINFER_OPT_INT,
-         "67108864", 1024, (long long)1 << 40, "BYTES",
-         "Bytes of requests held at once; partitions pause above it", 0},
-        {"max-request-bytes", "KINFER_MAX_REQUEST_BYTES", KINFER_OPT_INT,
-         "1000000", 64, (long long)1 << 30, "BYTES",
-         "Larger requests are rejected (error result + dead letter)", 0},
-        {"model", "KINFER_MODEL", KINFER_OPT_STRING, "scale", 0, 0, "NAME",
-         "Model for requests without model_name", 0},
-        {"model-repo", "KINFER_MODEL_REPO", KINFER_OPT_STRING, NULL, 0, 0,
-         "DIR",
-         "Model repository: one subdirectory with a config.json per "
-         "model",
-         0},
-        {"plugin", "KINFER_PLUGINS", KINFER_OPT_LIST, NULL, 0, 0, "PATH",
-         "Backend plugin (.so) to load; repeatable (env: ':'-separated)", 0},
-        {"drain-timeout", "KINFER_DRAIN_TIMEOUT", KINFER_OPT_INT, "30", 0, 3600,
-         "SECONDS",
-         "On shutdown or revocation, wait this long for in-flight results", 0},
-        {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0,
-         86400, "SECONDS", "Log counters this often (0: never)", 0},
-        {"log-level", "KINFER_LOG_LEVEL", KINFER_OPT_STRING, "info", 0, 0,
-         "LEVEL", "error, warn, info or debug", 0},
-        {"config", "KINFER_CONFIG", KINFER_OPT_STRING, NULL, 0, 0, "FILE",
-         "Config file of 'option = value' lines (librdkafka properties "
-         "too)",
-         1},
-    };
-    const size_t ndefs = sizeof defs / sizeof defs[0];
-
+/* Resolve the options into *out and apply --log-level.  Returns -1 to go
+ * on, or the exit status when the program ends here (--help, --version,
+ * a bad option: then *out is freed). */
+static int parse_options(const struct kinfer_optdef *defs, int argc,
+                         char **argv, struct kinfer_opts **out)
+{
     struct kinfer_opts *o = NULL;
     char err[512];
-    if (kinfer_opts_parse(defs, ndefs, argc, argv, environ, &o, err,
+    if (kinfer_opts_parse(defs, N_OPTIONS, argc, argv, environ, &o, err,
                           sizeof err) != KINFER_OK) {
         fprintf(stderr, "kinfer-worker: %s\n", err);
         return 2;
     }
+    int status = -1;
     if (kinfer_opts_help_requested(o)) {
-        kinfer_opts_print_help(defs, ndefs, "kinfer-worker [OPTIONS]", intro,
-                               stdout);
-        kinfer_opts_free(o);
-        return 0;
-    }
-    if (kinfer_opts_version_requested(o)) {
+        kinfer_opts_print_help(defs, N_OPTIONS, "kinfer-worker [OPTIONS]",
+                               intro, stdout);
+        status = 0;
+    } else if (kinfer_opts_version_requested(o)) {
         printf("kinfer-worker %s\n", KINFER_VERSION);
-        kinfer_opts_free(o);
-        return 0;
+        status = 0;
+    } else {
+        const char *name = kinfer_opts_get(o, "log-level");
+        int level = kinfer_log_level_from_name(name);
+        if (level < 0) {
+            fprintf(stderr,
+                    "kinfer-worker: --log-level: expected error, warn, info "
+                    "or debug, got '%s'\n",
+                    name);
+            status = 2;
+        } else {
+            kinfer_log_set_level(level);
+        }
     }
-    int level = kinfer_log_level_from_name(kinfer_opts_get(o, "log-level"));
-    if (level < 0) {
-        fprintf(stderr,
-                "kinfer-worker: --log-level: expected error, warn, info or "
-                "debug, got '%s'\n",
-                kinfer_opts_get(o, "log-level"));
+    if (status >= 0)
         kinfer_opts_free(o);
-        return 2;
-    }
-    kinfer_log_set_level(level);
+    else
+        *out = o;
+    return status;
+}
 
+/* The worker's settings from the options.  Everything stays borrowed from
+ * o, except *props, which the caller frees with free().  Returns 0, or -1
+ * when memory runs out. */
+static int worker_config(const struct kinfer_opts *o,
+                         struct kinfer_worker_config *cfg,
+                         struct kinfer_kafka_prop **props)
+{
     size_t nprops = kinfer_opts_kafka_count(o);
-    struct kinfer_kafka_prop *props =
-        calloc(nprops ? nprops : 1, sizeof *props);
-    if (props == NULL) {
-        kinfer_opts_free(o);
-        return 1;
-    }
+    *props = calloc(nprops ? nprops : 1, sizeof **props);
+    if (*props == NULL)
+        return -1;
     for (size_t i = 0; i < nprops; i++)
-        kinfer_opts_kafka_at(o, i, &props[i].name, &props[i].value);
+        kinfer_opts_kafka_at(o, i, &(*props)[i].name, &(*props)[i].value);
 
-    struct kinfer_worker_config cfg = {
+    *cfg = (struct kinfer_worker_config){
         .brokers = kinfer_opts_get(o, "brokers"),
         .group = kinfer_opts_get(o, "group"),
         .input_topic = kinfer_opts_get(o, "input-topic"),
@@ -205,11 +233,19 @@ int main(int argc, char **argv)
             (int)kinfer_opts_get_int(o, "stats-interval") * 1000,
         .limits = {.max_request_bytes =
                        (size_t)kinfer_opts_get_int(o, "max-request-bytes")},
-        .props = props,
+        .props = *props,
         .n_props = nprops,
     };
+    return 0;
+}
 
+/* Load the models, then run the worker until it is stopped.  Returns the
+ * exit status: 0 after a clean stop, 2 for a bad setting, 1 otherwise. */
+static int serve(const struct kinfer_worker_config *cfg,
+                 const struct kinfer_opts *o)
+{
     int status = 1;
+    char err[512];
     struct kinfer_models *models = NULL;
     struct kinfer_plugins *plugins = NULL;
     struct kinfer_worker *w = NULL;
@@ -223,14 +259,14 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
-    if (kinfer_models_find(models, cfg.default_model) == NULL) {
+    if (kinfer_models_find(models, cfg->default_model) == NULL) {
         fprintf(stderr,
                 "kinfer-worker: --model: no model '%s' (available: %s)\n",
-                cfg.default_model, kinfer_models_names(models));
+                cfg->default_model, kinfer_models_names(models));
         status = 2;
         goto out;
     }
-    if (kinfer_worker_new(&cfg, models, &w, err, sizeof err) != KINFER_OK) {
+    if (kinfer_worker_new(cfg, models, &w, err, sizeof err) != KINFER_OK) {
         fprintf(stderr, "kinfer-worker: %s\n", err);
         status = 2;
         goto out;
@@ -250,6 +286,25 @@ out:
     kinfer_worker_free(w);
     kinfer_models_free(models);
     kinfer_plugins_free(plugins);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    install_signals();
+
+    char cpus[32];
+    struct kinfer_optdef defs[N_OPTIONS];
+    worker_options(defs, cpus, sizeof cpus);
+
+    struct kinfer_opts *o = NULL;
+    int status = parse_options(defs, argc, argv, &o);
+    if (status >= 0)
+        return status;
+
+    struct kinfer_worker_config cfg;
+    struct kinfer_kafka_prop *props = NULL;
+    status = worker_config(o, &cfg, &props) == 0 ? serve(&cfg, o) : 1;
     free(props);
     kinfer_opts_free(o);
     return status;

@@ -6,13 +6,13 @@
  * Locking: one mutex guards every field below `mu`; the run callback is
  * always called without it. */
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "kinfer/batcher.h"
-#include "util.h"
+#include "shared/thread.h"
+#include "shared/util.h"
 
 struct slot {
     void *item;
@@ -154,19 +154,11 @@ enum kinfer_err kinfer_batcher_new(const struct kinfer_batcher_config *cfg,
     b->more_arg = more_arg;
     b->cap = 64;
     b->ring = kinfer_xcalloc(b->cap, sizeof *b->ring);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    kinfer_cond_init_monotonic(&b->cv);
     pthread_mutex_init(&b->mu, NULL);
 
     /* Like the pool's threads, the timer leaves signals to main. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&b->timer, NULL, timer_main, b);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = kinfer_thread_start(&b->timer, timer_main, b);
     if (rc != 0) {
         pthread_mutex_destroy(&b->mu);
         pthread_cond_destroy(&b->cv);

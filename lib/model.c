@@ -6,12 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/builtin.h"
+#include "kinfer/host.h"
 #include "kinfer/log.h"
 #include "kinfer/model.h"
-#include "kinfer/tensor.h"
-#include "backends/builtin_ml.h"
-#include "model_builtin.h"
-#include "util.h"
+#include "shared/util.h"
 
 #define MAX_BACKENDS 32
 
@@ -66,7 +65,7 @@ enum kinfer_err kinfer_models_new(struct kinfer_models **out)
     struct kinfer_models *ms = kinfer_xcalloc(1, sizeof *ms);
     ms->names = kinfer_xstrdup("");
     const struct kinfer_backend *builtins[] = {
-        &kinfer_backend_scale,
+        kinfer_backend_scale(),
         kinfer_backend_mlp(),
         kinfer_backend_topk(),
     };

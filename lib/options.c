@@ -16,7 +16,7 @@
 
 #include "kinfer/log.h"
 #include "kinfer/options.h"
-#include "util.h"
+#include "shared/util.h"
 
 /* Longest config-file line, without its newline. */
 #define OPTS_LINE_MAX 4096
@@ -407,6 +407,32 @@ parse_line(struct kinfer_opts *o, const struct kinfer_optdef *defs,
     return set_value(&o->vals[idx], d, value, RANK_FILE, where, err, errsize);
 }
 
+/* Reads the next line of f, without its newline, into line (room for
+ * OPTS_LINE_MAX bytes and a NUL).  Returns 1 for a line, 0 at the end of
+ * the file or on a read error (ferror tells), -1 for a line longer than
+ * OPTS_LINE_MAX and -2 for a line holding a NUL byte: C strings would cut
+ * either short, and fgets would then read the rest as a line of its own
+ * ("threads = 5\0..." read as "threads = 5"). */
+static int read_line(FILE *f, char *line)
+{
+    size_t n = 0;
+    int c = getc(f);
+    if (c == EOF)
+        return 0;
+    while (c != EOF && c != '\n') {
+        if (c == '\0')
+            return -2;
+        if (n == OPTS_LINE_MAX)
+            return -1;
+        line[n++] = (char)c;
+        c = getc(f);
+    }
+    if (c == EOF && ferror(f))
+        return 0; /* not half a line */
+    line[n] = '\0';
+    return 1;
+}
+
 static enum kinfer_err read_file(struct kinfer_opts *o,
                                  const struct kinfer_optdef *defs, size_t ndefs,
                                  const char *path, struct prop_list *fprops,
@@ -417,24 +443,26 @@ static enum kinfer_err read_file(struct kinfer_opts *o,
         kinfer_fmt(err, errsize, "%s: %s", path, strerror(errno));
         return KINFER_ERR_CONFIG;
     }
-    /* Room for the longest line, its newline and the terminator; a line
-     * that fills it without a newline is too long. */
-    char line[OPTS_LINE_MAX + 2];
+    char line[OPTS_LINE_MAX + 1];
     unsigned lineno = 0;
     enum kinfer_err rc = KINFER_OK;
-    while (rc == KINFER_OK && fgets(line, sizeof(line), f) != NULL) {
+    while (rc == KINFER_OK) {
+        int got = read_line(f, line);
+        if (got == 0)
+            break;
         lineno++;
-        size_t len = strlen(line);
-        if (len > 0 && line[len - 1] == '\n') {
-            line[len - 1] = '\0';
-        } else if (len > OPTS_LINE_MAX) {
+        if (got == -1) {
             kinfer_fmt(err, errsize, "%s:%u: line longer than %d characters",
                        path, lineno, OPTS_LINE_MAX);
             rc = KINFER_ERR_CONFIG;
-            break;
+        } else if (got == -2) {
+            kinfer_fmt(err, errsize, "%s:%u: NUL byte in the line", path,
+                       lineno);
+            rc = KINFER_ERR_CONFIG;
+        } else {
+            rc = parse_line(o, defs, ndefs, path, lineno, line, fprops, err,
+                            errsize);
         }
-        rc = parse_line(o, defs, ndefs, path, lineno, line, fprops, err,
-                        errsize);
     }
     if (rc == KINFER_OK && ferror(f)) {
         kinfer_fmt(err, errsize, "%s: %s", path, strerror(errno));

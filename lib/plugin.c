@@ -8,7 +8,7 @@
 #include "kinfer/log.h"
 #include "kinfer/model.h"
 #include "kinfer/plugin.h"
-#include "util.h"
+#include "shared/util.h"
 
 struct kinfer_plugin {
     char *path;

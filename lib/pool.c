@@ -8,14 +8,13 @@
  * take any lock (or even submit to this pool) without ordering concerns.
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "kinfer/log.h"
 #include "kinfer/pool.h"
-#include "util.h"
+#include "shared/thread.h"
+#include "shared/util.h"
 
 struct kinfer_pool {
     pthread_mutex_t lock;
@@ -87,7 +86,7 @@ enum kinfer_err kinfer_pool_new(size_t nthreads, size_t capacity,
 
     struct kinfer_pool *p = kinfer_xcalloc(1, sizeof(*p));
     /* Both sizes come from configuration, so failure is reported, not
-     * fatal (see the out-of-memory policy in util.h). */
+     * fatal (see the out-of-memory policy in shared/util.h). */
     p->ring = calloc(capacity, sizeof(*p->ring));
     p->threads = calloc(nthreads, sizeof(*p->threads));
     if (p->ring == NULL || p->threads == NULL) {
@@ -102,27 +101,18 @@ enum kinfer_err kinfer_pool_new(size_t nthreads, size_t capacity,
 
     /* Timed waits are not used here, but a monotonic clock keeps every
      * condvar of the library on the same clock as kinfer_deadline. */
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->not_empty, &ca);
-    pthread_cond_init(&p->not_full, &ca);
-    pthread_condattr_destroy(&ca);
+    kinfer_cond_init_monotonic(&p->not_empty);
+    kinfer_cond_init_monotonic(&p->not_full);
 
-    /* Threads inherit the creator's mask: block everything while creating
-     * them so SIGTERM/SIGINT always reach the main thread's handler. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* Signals stay with the main thread (see kinfer_thread_start). */
     int rc = 0;
     for (size_t i = 0; i < nthreads; i++) {
-        rc = pthread_create(&p->threads[i], NULL, pool_thread, p);
+        rc = kinfer_thread_start(&p->threads[i], pool_thread, p);
         if (rc != 0)
             break;
         p->nthreads++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     if (rc != 0) {
         KINFER_ERROR("pool: cannot start thread %zu of %zu (error %d)",

@@ -13,7 +13,7 @@
 
 #include "kinfer/log.h"
 #include "kinfer/repo.h"
-#include "util.h"
+#include "shared/util.h"
 
 #define MAX_BATCH 4096
 #define MAX_DELAY_US 1000000

@@ -12,7 +12,7 @@
 #include "kinfer/batcher.h"
 #include "kinfer/pool.h"
 #include "kinfer/stage.h"
-#include "util.h"
+#include "shared/util.h"
 
 /* One submitted job on its way through the stage. */
 struct work {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinfer/host.h"
 #include "kinfer/tensor.h"
 
 static const struct {

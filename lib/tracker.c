@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "kinfer/tracker.h"
-#include "util.h"
+#include "shared/util.h"
 
 /* Smallest ring; also the floor below which it never shrinks. */
 #define RING_MIN 16

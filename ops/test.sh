@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one command that runs kinfer's whole test suite on a fresh machine:
 # installs missing packages, fetches the broker jars, builds build/
-# (RelWithDebInfo) and build-asan/ (Debug, ASan+UBSan) and runs ctest in
-# each.  Prints the time of every stage and ends with "all tests passed"
-# or the stages that failed.  `ops/test.sh --help` for the options.
+# (RelWithDebInfo), build-asan/ (Debug, ASan+UBSan) and build-tsan/ (the
+# pure-library tests under ThreadSanitizer) and runs ctest in each.  Prints
+# the time of every stage and ends with "all tests passed" or the stages
+# that failed.  `ops/test.sh --help` for the options.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,12 +14,12 @@ usage() {
     cat <<EOF
 usage: ops/test.sh [--quick] [--label LABEL] [-j N] [--build-root DIR]
 
-  --quick            build and test build/ only (no ASan tree)
+  --quick            build and test build/ only (no ASan or TSan tree)
   --label LABEL      run only the ctest tests with this label
                      (unit or integration); default: all
   -j N, --jobs N     parallel compile and test jobs (default 2)
-  --build-root DIR   put build/ and build-asan/ under DIR instead of the
-                     repository root
+  --build-root DIR   put build/, build-asan/ and build-tsan/ under DIR
+                     instead of the repository root
 
 Integration tests start their own broker (ops/kafka.sh) unless
 KINFER_TEST_BROKERS names one.  Exit status: 0 when every stage passed.
@@ -70,6 +71,8 @@ strict_string_checks=1:check_initialization_order=1\
 ${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1\
 ${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1\
+${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 
 # --- stages -----------------------------------------------------------------
 
@@ -205,7 +208,7 @@ format_check() {
     local files=() f differ=()
     while IFS= read -r -d '' f; do
         files+=("$f")
-    done < <(find lib consumer producer tests plugins -type f \
+    done < <(find lib consumer producer tests plugins examples -type f \
         \( -name '*.c' -o -name '*.h' -o -name '*.cc' \) -print0 2>/dev/null |
         sort -z)
     for f in "${files[@]}"; do
@@ -247,6 +250,13 @@ run_tree "build/" "$BUILD_ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if ((!QUICK)); then
     run_tree "build-asan/" "$BUILD_ROOT/build-asan" \
         -DCMAKE_BUILD_TYPE=Debug -DKINFER_SANITIZE=ON
+    # A KINFER_TSAN tree holds only the pure-library tests (pool, tracker,
+    # batcher, stage; all labelled unit): ThreadSanitizer crashes inside
+    # librdkafka's threads.  Nothing in it for other labels.
+    if [[ -z "$LABEL" || "$LABEL" == "unit" ]]; then
+        run_tree "build-tsan/" "$BUILD_ROOT/build-tsan" \
+            -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKINFER_TSAN=ON
+    fi
 fi
 
 CURRENT="format check"

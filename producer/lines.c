@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "lines.h"
-#include "util.h"
+#include "shared/util.h"
 
 struct kprod_lines {
     int fd;

@@ -16,7 +16,7 @@
 #include "kinfer/log.h"
 #include "kinfer/options.h"
 #include "run.h"
-#include "util.h"
+#include "shared/util.h"
 
 extern char **environ;
 
@@ -208,7 +208,7 @@ int main(int argc, char **argv)
     struct kinfer_opts *o = NULL;
     struct kprod_config c;
     char *header = NULL;
-    const char **props = NULL;
+    struct kinfer_kafka_prop *props = NULL;
     int status;
 
     if (kinfer_opts_parse(defs, NDEFS, argc, argv, environ, &o, err,
@@ -232,9 +232,9 @@ int main(int argc, char **argv)
     }
 
     size_t nprops = kinfer_opts_kafka_count(o);
-    props = kinfer_xcalloc(2 * nprops + 1, sizeof *props);
+    props = kinfer_xcalloc(nprops, sizeof *props);
     for (size_t i = 0; i < nprops; i++)
-        kinfer_opts_kafka_at(o, i, &props[2 * i], &props[2 * i + 1]);
+        kinfer_opts_kafka_at(o, i, &props[i].name, &props[i].value);
     c.kafka_props = props;
     c.n_kafka_props = nprops;
     c.stop = &interrupted;

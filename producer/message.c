@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "message.h"
-#include "util.h"
+#include "shared/util.h"
 
 char *kprod_request_key(const char *line, size_t len, const char *key_field,
                         uint64_t lineno, size_t *keylen)

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "pending.h"
-#include "util.h"
+#include "shared/util.h"
 
 struct entry {
     char *key; /* owned copy; NULL marks an empty slot */

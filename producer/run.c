@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,13 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kafka.h"
-
 #include "kinfer/log.h"
 #include "lines.h"
 #include "pending.h"
 #include "run.h"
-#include "util.h"
+#include "shared/kafka.h"
+#include "shared/thread.h"
+#include "shared/util.h"
 
 /* Log this many delivery failures and wrong results, then only count. */
 #define LOG_LIMIT 10
@@ -37,6 +36,7 @@
 
 struct run {
     const struct kprod_config *c;
+    struct kinfer_kafka_events events; /* of both handles; owner: the run */
     rd_kafka_t *producer;
     rd_kafka_t *consumer; /* NULL without --await */
     pthread_t reader;
@@ -88,11 +88,9 @@ static void progress(struct run *r)
 
 /* --- callbacks (served by the thread polling each handle) -------------- */
 
-static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                        void *opaque)
+static void delivery_cb(void *owner, const rd_kafka_message_t *m)
 {
-    struct run *r = opaque;
-    (void)rk;
+    struct run *r = owner;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
     pthread_mutex_lock(&r->lock);
@@ -108,95 +106,42 @@ static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
             n == LOG_LIMIT ? " (further failures only counted)" : "");
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    struct run *r = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char buf[512];
-        rd_kafka_fatal_error(rk, buf, sizeof buf);
-        KINFER_ERROR("fatal Kafka error, stopping: %s", buf);
-        atomic_store(&r->fatal, 1);
-        return;
-    }
-    KINFER_WARN("kafka: %s: %s", rd_kafka_err2name(err), reason);
-}
-
 /* --- handles ------------------------------------------------------------ */
 
-static enum kinfer_err conf_set(rd_kafka_conf_t *conf, const char *name,
-                                const char *value, const char *what, char *err,
-                                size_t errsize)
-{
-    char why[512];
-    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) ==
-        RD_KAFKA_CONF_OK)
-        return KINFER_OK;
-    kinfer_fmt(err, errsize, "%s %s=%s: %s", what, name, value, why);
-    return KINFER_ERR_CONFIG;
-}
-
-/* A configuration with our settings first and the user's -X properties
+/* A handle of role with our settings first and the user's -X properties
  * after them, so that the user's win. */
-static enum kinfer_err make_conf(struct run *r, const char *const *ours,
-                                 size_t n_ours, rd_kafka_conf_t **out,
-                                 char *err, size_t errsize)
+static enum kinfer_err make_handle(struct run *r, enum kinfer_kafka_role role,
+                                   const struct kinfer_kafka_prop *ours,
+                                   size_t n_ours, rd_kafka_t **out, char *err,
+                                   size_t errsize)
 {
-    const struct kprod_config *c = r->c;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    enum kinfer_err rc = conf_set(conf, "bootstrap.servers", c->brokers,
-                                  "--brokers", err, errsize);
-    for (size_t i = 0; rc == KINFER_OK && i < n_ours; i++)
-        rc = conf_set(conf, ours[2 * i], ours[2 * i + 1], "setting", err,
-                      errsize);
-    for (size_t i = 0; rc == KINFER_OK && i < c->n_kafka_props; i++)
-        rc = conf_set(conf, c->kafka_props[2 * i], c->kafka_props[2 * i + 1],
-                      "-X", err, errsize);
-    if (rc != KINFER_OK) {
-        rd_kafka_conf_destroy(conf);
-        return rc;
-    }
-    rd_kafka_conf_set_opaque(conf, r);
-    rd_kafka_conf_set_error_cb(conf, error_cb);
-    *out = conf;
-    return KINFER_OK;
-}
-
-static enum kinfer_err make_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf,
-                                   rd_kafka_t **out, char *err, size_t errsize)
-{
-    char why[512];
-    rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof why);
-    if (rk == NULL) {
-        /* rd_kafka_new leaves conf to us when it fails. */
-        rd_kafka_conf_destroy(conf);
-        kinfer_fmt(err, errsize, "cannot create the Kafka %s: %s",
-                   type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
-        return KINFER_ERR_CONFIG;
-    }
-    *out = rk;
-    return KINFER_OK;
+    const struct kinfer_kafka_setup s = {
+        .role = role,
+        .brokers = r->c->brokers,
+        .defaults = ours,
+        .n_defaults = n_ours,
+        .user = r->c->kafka_props,
+        .n_user = r->c->n_kafka_props,
+        .events = &r->events,
+    };
+    return kinfer_kafka_new(&s, out, err, errsize);
 }
 
 static enum kinfer_err make_producer(struct run *r, char *err, size_t errsize)
 {
-    static const char *const ours[] = {
-        "enable.idempotence",
-        "true",
-        "linger.ms",
-        "5",
+    static const struct kinfer_kafka_prop ours[] = {
+        {"enable.idempotence", "true"},
+        {"linger.ms", "5"},
     };
-    rd_kafka_conf_t *conf;
-    enum kinfer_err rc = make_conf(r, ours, 2, &conf, err, errsize);
-    if (rc != KINFER_OK)
-        return rc;
-    rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
-    rc = make_handle(RD_KAFKA_PRODUCER, conf, &r->producer, err, errsize);
+    enum kinfer_err rc = make_handle(r, KINFER_KAFKA_PRODUCER, ours, 2,
+                                     &r->producer, err, errsize);
     if (rc != KINFER_OK)
         return rc;
     /* Learn the partitions before the clock starts: without this the
      * first request to each partition waits up to a second inside
      * librdkafka 2.0.2 and skews every latency figure. */
-    if (kinfer_kafka_warm(r->producer, r->c->topic, 10000, err, errsize) != 0)
+    if (kinfer_kafka_warm(r->producer, r->c->topic, 10000, err, errsize) !=
+        KINFER_OK)
         return KINFER_ERR_KAFKA;
     return KINFER_OK;
 }
@@ -207,38 +152,30 @@ static int assign_at_end_once(struct run *r, char *err, size_t errsize)
 {
     const char *topic = r->c->output_topic;
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->consumer, topic, NULL);
     rd_kafka_topic_partition_list_t *list = NULL;
     int ret = -1;
 
-    if (rkt == NULL) {
-        kinfer_fmt(err, errsize, "output topic '%s': %s", topic,
-                   rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
+    enum kinfer_err rc = kinfer_kafka_topic_metadata(r->consumer, topic, 5000,
+                                                     &md, err, errsize);
+    if (rc == KINFER_OK && md->topics[0].partition_cnt <= 0) {
+        kinfer_fmt(err, errsize, "topic '%s': no partitions", topic);
+        rc = KINFER_ERR_NOT_FOUND;
     }
-    rd_kafka_resp_err_t e = rd_kafka_metadata(r->consumer, 0, rkt, &md, 5000);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        kinfer_fmt(err, errsize, "metadata for output topic '%s': %s", topic,
-                   rd_kafka_err2str(e));
+    if (rc == KINFER_ERR_NOT_FOUND) {
+        size_t used = strlen(err);
+        kinfer_fmt(err + used, errsize - used,
+                   "; create the output topic first, e.g. with "
+                   "ops/kafka.sh create-topic");
+    }
+    if (rc != KINFER_OK)
         goto out;
-    }
-    if (md->topic_cnt != 1 || md->topics[0].err != 0 ||
-        md->topics[0].partition_cnt <= 0) {
-        kinfer_fmt(err, errsize,
-                   "output topic '%s' not found (%s); create it first, "
-                   "e.g. with ops/kafka.sh create-topic",
-                   topic,
-                   md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
-                                      : "no metadata");
-        goto out;
-    }
     const struct rd_kafka_metadata_topic *t = &md->topics[0];
     list = rd_kafka_topic_partition_list_new(t->partition_cnt);
     for (int i = 0; i < t->partition_cnt; i++) {
         int32_t p = t->partitions[i].id;
         int64_t lo, hi;
-        e = rd_kafka_query_watermark_offsets(r->consumer, topic, p, &lo, &hi,
-                                             5000);
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            r->consumer, topic, p, &lo, &hi, 5000);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             kinfer_fmt(err, errsize, "end offset of %s [%" PRId32 "]: %s",
                        topic, p, rd_kafka_err2str(e));
@@ -246,7 +183,7 @@ static int assign_at_end_once(struct run *r, char *err, size_t errsize)
         }
         rd_kafka_topic_partition_list_add(list, topic, p)->offset = hi;
     }
-    e = rd_kafka_assign(r->consumer, list);
+    rd_kafka_resp_err_t e = rd_kafka_assign(r->consumer, list);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         kinfer_fmt(err, errsize, "assigning %s: %s", topic,
                    rd_kafka_err2str(e));
@@ -258,7 +195,6 @@ out:
         rd_kafka_topic_partition_list_destroy(list);
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
     return ret;
 }
 
@@ -283,23 +219,16 @@ static enum kinfer_err make_consumer(struct run *r, char *err, size_t errsize)
     char group[64];
     /* No offsets are committed; the group only satisfies librdkafka. */
     kinfer_fmt(group, sizeof group, "kinfer-produce-%s", r->c->gen.runid);
-    const char *const ours[] = {
-        "group.id",
-        group,
-        "enable.auto.commit",
-        "false",
-        "enable.auto.offset.store",
-        "false",
-        "enable.partition.eof",
-        "false",
+    const struct kinfer_kafka_prop ours[] = {
+        {"group.id", group},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "false"},
     };
-    rd_kafka_conf_t *conf;
-    enum kinfer_err rc = make_conf(r, ours, 4, &conf, err, errsize);
-    if (rc == KINFER_OK)
-        rc = make_handle(RD_KAFKA_CONSUMER, conf, &r->consumer, err, errsize);
+    enum kinfer_err rc = make_handle(r, KINFER_KAFKA_CONSUMER, ours, 4,
+                                     &r->consumer, err, errsize);
     if (rc != KINFER_OK)
         return rc;
-    rd_kafka_poll_set_consumer(r->consumer);
     return assign_at_end(r, err, errsize);
 }
 
@@ -365,11 +294,7 @@ static void *reader_main(void *arg)
 static enum kinfer_err start_reader(struct run *r, char *err, size_t errsize)
 {
     /* SIGINT must reach the main thread, which may be blocked in read(). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int e = pthread_create(&r->reader, NULL, reader_main, r);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int e = kinfer_thread_start(&r->reader, reader_main, r);
     if (e != 0) {
         kinfer_fmt(err, errsize, "cannot start the result thread: %s",
                    strerror(e));
@@ -407,19 +332,23 @@ static rd_kafka_resp_err_t produce(struct run *r, const void *key,
                                    size_t keylen, const void *value, size_t len)
 {
     const struct kprod_config *c = r->c;
-    if (c->header_name == NULL)
-        return rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(c->topic),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                 RD_KAFKA_V_KEY(key, keylen),
-                                 RD_KAFKA_V_VALUE((void *)value, len),
-                                 RD_KAFKA_V_END);
-    return rd_kafka_producev(
-        r->producer, RD_KAFKA_V_TOPIC(c->topic),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, keylen),
-        RD_KAFKA_V_VALUE((void *)value, len),
-        RD_KAFKA_V_HEADER(c->header_name, c->header_value,
-                          (ssize_t)strlen(c->header_value)),
-        RD_KAFKA_V_END);
+    struct kinfer_kafka_msg m = {
+        .topic = c->topic,
+        .key = key,
+        .key_len = keylen,
+        .value = (void *)value, /* copied: F_COPY */
+        .len = len,
+        .flags = RD_KAFKA_MSG_F_COPY,
+    };
+    if (c->header_name != NULL) {
+        m.headers = rd_kafka_headers_new(1);
+        rd_kafka_header_add(m.headers, c->header_name, -1, c->header_value,
+                            (ssize_t)strlen(c->header_value));
+    }
+    rd_kafka_resp_err_t e = kinfer_kafka_produce(r->producer, &m);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && m.headers != NULL)
+        rd_kafka_headers_destroy(m.headers);
+    return e;
 }
 
 /* Send one request.  Returns 0 when it was handed to librdkafka (or
@@ -596,14 +525,15 @@ static void run_init(struct run *r, const struct kprod_config *c)
 {
     memset(r, 0, sizeof *r);
     r->c = c;
+    r->events = (struct kinfer_kafka_events){
+        .owner = r,
+        .fatal = &r->fatal,
+        .delivered = delivery_cb,
+    };
     atomic_init(&r->reader_stop, 0);
     atomic_init(&r->fatal, 0);
     pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->answered_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    kinfer_cond_init_monotonic(&r->answered_cond);
     kprod_latencies_init(&r->lat);
     if (c->await)
         r->pending = kprod_pending_new();

@@ -1,6 +1,7 @@
 /* One kinfer-produce run against Kafka: send the requests (read or
  * generated), optionally collect and check their results, and report the
- * counts.  The only producer/ code that includes librdkafka.
+ * counts.  The only producer/ code that includes librdkafka: a Kafka
+ * module (see lib/shared/kafka.h), though this header shows none of it.
  *
  * Threads: kprod_run is called once from main.  With --await it starts one
  * result thread that alone polls the consumer handle.
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #include "kinfer/error.h"
+#include "kinfer/kafka_prop.h"
 #include "message.h"
 #include "stats.h"
 
@@ -30,10 +32,11 @@ struct kprod_config {
     int timeout_s;           /* --await: wait this long after sending */
     const char *header_name; /* NULL: no extra header */
     const char *header_value;
-    size_t max_line;                /* longest accepted input line, bytes */
-    int quiet;                      /* no progress lines */
-    const char *const *kafka_props; /* name0, value0, name1, ... applied in
-                                       order to both handles */
+    size_t max_line; /* longest accepted input line, bytes */
+    int quiet;       /* no progress lines */
+    /* librdkafka properties (-X), applied in order to both handles after
+     * kinfer-produce's own.  Borrowed. */
+    const struct kinfer_kafka_prop *kafka_props;
     size_t n_kafka_props;
     volatile sig_atomic_t *stop; /* set by the SIGINT handler */
 };

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "stats.h"
-#include "util.h"
+#include "shared/util.h"
 
 void kprod_latencies_init(struct kprod_latencies *l)
 {

@@ -1,6 +1,6 @@
 /* Unit tests of lib/model.c (the registry of backends and models, and how
  * kinfer_model_infer turns backend failures into per-item errors) and of
- * the built-in "scale" backend in lib/model_scale.c. */
+ * the built-in "scale" backend in lib/backends/scale.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kinfer/host.h"
 #include "kinfer/model.h"
 #include "kinfer/request.h"
 #include "kinfer/tensor.h"

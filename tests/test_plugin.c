@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "kinfer/host.h"
 #include "kinfer/model.h"
 #include "kinfer/plugin.h"
 #include "kinfer/repo.h"

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kinfer/host.h"
 #include "kinfer/request.h"
 #include "kinfer/tensor.h"
 #include "lines.h"

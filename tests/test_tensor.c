@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kinfer/host.h"
 #include "kinfer/tensor.h"
 
 /* The NOMEM test asks for 2^60 bytes; under ASan that must come back as

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "kinfer/tracker.h"
-#include "util.h"
+#include "shared/util.h"
 
 /* Long enough never to fire on a loaded machine; reaching it fails. */
 #define LONG_WAIT_MS 10000

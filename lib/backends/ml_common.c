@@ -42,6 +42,73 @@ enum kinfer_err kinfer_ml_config_parse(const char *backend,
     return KINFER_OK;
 }
 
+enum kinfer_err
+kinfer_ml_config_open(const struct kinfer_host *host, const char *backend,
+                      const char *config_json,
+                      const struct kinfer_ml_field *fields, size_t n_fields,
+                      struct kinfer_ml_config *c, char *err, size_t errsize)
+{
+    long long scratch = 0;
+    enum kinfer_err rc;
+
+    memset(c, 0, sizeof *c);
+    if (host == NULL || host->abi_version != KINFER_BACKEND_ABI_VERSION) {
+        snprintf(err, errsize, "%s: host ABI version mismatch", backend);
+        return KINFER_ERR_ABI;
+    }
+    rc = kinfer_ml_config_parse(backend, config_json, &c->root, err, errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    rc = kinfer_ml_config_string(backend, c->root, "weights", NULL, &c->weights,
+                                 err, errsize);
+    if (rc == KINFER_OK && c->weights == NULL) {
+        snprintf(err, errsize,
+                 "%s: config needs \"weights\" (a safetensors file)", backend);
+        rc = KINFER_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < n_fields && rc == KINFER_OK; i++)
+        rc =
+            kinfer_ml_config_string(backend, c->root, fields[i].key,
+                                    fields[i].def, fields[i].out, err, errsize);
+    if (rc == KINFER_OK)
+        rc = kinfer_ml_config_int(backend, c->root, "blas_threads", 1, 1, 64,
+                                  &c->blas_threads, err, errsize);
+    if (rc == KINFER_OK)
+        rc =
+            kinfer_ml_config_int(backend, c->root, "scratch_bytes",
+                                 (long long)KINFER_ML_SCRATCH_BYTES, 1,
+                                 KINFER_ML_SCRATCH_MAX, &scratch, err, errsize);
+    if (rc != KINFER_OK) {
+        kinfer_ml_config_close(c);
+        return rc;
+    }
+    c->scratch = (size_t)scratch;
+    return KINFER_OK;
+}
+
+enum kinfer_err kinfer_ml_weights_open(const char *backend, const char *dir,
+                                       struct kinfer_ml_config *c,
+                                       struct kinfer_st **st, char *err,
+                                       size_t errsize)
+{
+    enum kinfer_err rc;
+
+    rc = kinfer_ml_path_join(backend, dir, c->weights, &c->path, err, errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    rc = kinfer_st_open(c->path, st, err, errsize);
+    if (rc != KINFER_OK && rc != KINFER_ERR_NOMEM)
+        rc = KINFER_ERR_MODEL;
+    return rc;
+}
+
+void kinfer_ml_config_close(struct kinfer_ml_config *c)
+{
+    json_decref(c->root);
+    free(c->path);
+    memset(c, 0, sizeof *c);
+}
+
 enum kinfer_err kinfer_ml_config_string(const char *backend, const json_t *obj,
                                         const char *key, const char *def,
                                         const char **out, char *err,

@@ -1,5 +1,7 @@
-/* Helpers shared by the dense backends (mlp, topk): config.json reading,
- * OpenBLAS thread policy, per-item errors and output allocation.  Private
+/* Helpers shared by the dense backends (mlp, topk): the opening of their
+ * create (config.json and the weights file), OpenBLAS thread policy,
+ * per-item errors and output allocation.  Threads: the config and weights
+ * helpers run in create (main thread); the rest on any thread.  Private
  * to lib/backends; like the backends themselves they reach kinfer only
  * through the host table, so the same objects could form a plugin.
  */
@@ -23,6 +25,52 @@
 
 /* Upper bound of the "scratch_bytes" config field (1 TiB). */
 #define KINFER_ML_SCRATCH_MAX (1LL << 40)
+
+struct kinfer_st;
+
+/* One optional string field of config.json that a backend reads: its key,
+ * its default (NULL: none) and where the value goes (borrowed from the
+ * parsed config). */
+struct kinfer_ml_field {
+    const char *key;
+    const char *def;
+    const char **out;
+};
+
+/* What every dense backend's config.json holds besides its own fields. */
+struct kinfer_ml_config {
+    json_t *root;           /* the parsed config.json; owned */
+    const char *weights;    /* "weights": the safetensors file; borrowed */
+    long long blas_threads; /* "blas_threads" */
+    size_t scratch;         /* "scratch_bytes" */
+    char *path; /* weights joined to the model dir (kinfer_ml_weights_open);
+                   owned */
+};
+
+/* The opening each dense backend's create shares: check the host's ABI
+ * version, parse config_json, then read, in this order, "weights"
+ * (required), the backend's own string fields fields[0..n_fields),
+ * "blas_threads" and "scratch_bytes".  On KINFER_OK *c is filled (the
+ * caller releases it with kinfer_ml_config_close); otherwise *c holds
+ * nothing and err says why. */
+enum kinfer_err
+kinfer_ml_config_open(const struct kinfer_host *host, const char *backend,
+                      const char *config_json,
+                      const struct kinfer_ml_field *fields, size_t n_fields,
+                      struct kinfer_ml_config *c, char *err, size_t errsize);
+
+/* Join c->weights to dir into c->path and open that safetensors file into
+ * *st (the caller closes it with kinfer_st_close).  The reader's own codes
+ * (IO, INVALID ...) become KINFER_ERR_MODEL: for the registry they all
+ * mean "no model"; KINFER_ERR_NOMEM stays. */
+enum kinfer_err kinfer_ml_weights_open(const char *backend, const char *dir,
+                                       struct kinfer_ml_config *c,
+                                       struct kinfer_st **st, char *err,
+                                       size_t errsize);
+
+/* Free what c owns (the parsed config and the path).  Fields borrowed
+ * from it die with it. */
+void kinfer_ml_config_close(struct kinfer_ml_config *c);
 
 /* Parse config_json (NULL or not an object: KINFER_ERR_CONFIG).  On
  * KINFER_OK *root is a new reference the caller releases with

@@ -51,7 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "builtin_ml.h"
+#include "builtin.h"
 #include "kinfer/log.h"
 #include "ml_common.h"
 #include "safetensors.h"
@@ -150,13 +150,70 @@ static enum kinfer_err mlp_tensor(const struct mlp_model *m, size_t li,
     return KINFER_OK;
 }
 
+/* l->b from the layer's "bias" (jb: absent or null means no bias). */
+static enum kinfer_err mlp_parse_bias(const struct mlp_model *m, size_t li,
+                                      struct mlp_layer *l, const json_t *jb,
+                                      const char *wname, char *err,
+                                      size_t errsize)
+{
+    const struct kinfer_st_tensor *b;
+    enum kinfer_err rc;
+
+    if (jb == NULL || json_is_null(jb))
+        return KINFER_OK;
+    if (!json_is_string(jb)) {
+        snprintf(err, errsize,
+                 MLP ": layers[%zu].bias must be a tensor "
+                     "name or null",
+                 li);
+        return KINFER_ERR_CONFIG;
+    }
+    rc = mlp_tensor(m, li, "bias", json_string_value(jb), 1, &b, err, errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    if (b->shape[0] != l->out) {
+        snprintf(err, errsize,
+                 MLP ": layers[%zu]: bias \"%s\" has %lld "
+                     "elements but weight \"%s\" has %d outputs",
+                 li, b->name, (long long)b->shape[0], wname, l->out);
+        return KINFER_ERR_CONFIG;
+    }
+    l->b = b->data;
+    return KINFER_OK;
+}
+
+/* l->act from the layer's "activation" (ja: absent means none). */
+static enum kinfer_err mlp_parse_activation(size_t li, struct mlp_layer *l,
+                                            const json_t *ja, char *err,
+                                            size_t errsize)
+{
+    size_t a, na = sizeof mlp_act_names / sizeof mlp_act_names[0];
+
+    l->act = MLP_ACT_NONE;
+    if (ja == NULL)
+        return KINFER_OK;
+    for (a = 0; a < na; a++)
+        if (json_is_string(ja) &&
+            strcmp(json_string_value(ja), mlp_act_names[a]) == 0)
+            break;
+    if (a == na) {
+        snprintf(err, errsize,
+                 MLP ": layers[%zu].activation must be "
+                     "one of relu, tanh, sigmoid, gelu, gelu_tanh, none",
+                 li);
+        return KINFER_ERR_CONFIG;
+    }
+    l->act = (enum mlp_act)a;
+    return KINFER_OK;
+}
+
 static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
                                        const json_t *jl, char *err,
                                        size_t errsize)
 {
     struct mlp_layer *l = &m->layers[li];
-    const struct kinfer_st_tensor *w, *b;
-    const json_t *jw, *jb, *ja, *v;
+    const struct kinfer_st_tensor *w;
+    const json_t *jw, *v;
     const char *key;
     enum kinfer_err rc;
 
@@ -176,8 +233,6 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
         }
     }
     jw = json_object_get(jl, "weight");
-    jb = json_object_get(jl, "bias");
-    ja = json_object_get(jl, "activation");
     if (!json_is_string(jw)) {
         snprintf(err, errsize,
                  MLP ": layers[%zu].weight must be a tensor "
@@ -192,46 +247,13 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
     l->w = w->data;
     l->out = (int)w->shape[0];
     l->in = (int)w->shape[1];
-
-    if (jb != NULL && !json_is_null(jb)) {
-        if (!json_is_string(jb)) {
-            snprintf(err, errsize,
-                     MLP ": layers[%zu].bias must be a tensor "
-                         "name or null",
-                     li);
-            return KINFER_ERR_CONFIG;
-        }
-        rc = mlp_tensor(m, li, "bias", json_string_value(jb), 1, &b, err,
+    rc = mlp_parse_bias(m, li, l, json_object_get(jl, "bias"), w->name, err,
                         errsize);
-        if (rc != KINFER_OK)
-            return rc;
-        if (b->shape[0] != l->out) {
-            snprintf(err, errsize,
-                     MLP ": layers[%zu]: bias \"%s\" has %lld "
-                         "elements but weight \"%s\" has %d outputs",
-                     li, b->name, (long long)b->shape[0], w->name, l->out);
-            return KINFER_ERR_CONFIG;
-        }
-        l->b = b->data;
-    }
-
-    l->act = MLP_ACT_NONE;
-    if (ja != NULL) {
-        size_t a, na = sizeof mlp_act_names / sizeof mlp_act_names[0];
-
-        for (a = 0; a < na; a++)
-            if (json_is_string(ja) &&
-                strcmp(json_string_value(ja), mlp_act_names[a]) == 0)
-                break;
-        if (a == na) {
-            snprintf(err, errsize,
-                     MLP ": layers[%zu].activation must be "
-                         "one of relu, tanh, sigmoid, gelu, gelu_tanh, none",
-                     li);
-            return KINFER_ERR_CONFIG;
-        }
-        l->act = (enum mlp_act)a;
-    }
+    if (rc == KINFER_OK)
+        rc = mlp_parse_activation(li, l, json_object_get(jl, "activation"), err,
+                                  errsize);
+    if (rc != KINFER_OK)
+        return rc;
 
     if (li > 0 && l->in != m->layers[li - 1].out) {
         snprintf(err, errsize,
@@ -243,49 +265,46 @@ static enum kinfer_err mlp_parse_layer(struct mlp_model *m, size_t li,
     return KINFER_OK;
 }
 
+/* Read the layers from the open weights file and size the model. */
+static enum kinfer_err mlp_load_layers(struct mlp_model *m,
+                                       const json_t *jlayers, char *err,
+                                       size_t errsize)
+{
+    for (size_t i = 0; i < m->n_layers; i++) {
+        enum kinfer_err rc =
+            mlp_parse_layer(m, i, json_array_get(jlayers, i), err, errsize);
+        if (rc != KINFER_OK)
+            return rc;
+    }
+    m->n_in = m->layers[0].in;
+    m->n_out = m->layers[m->n_layers - 1].out;
+    m->max_width = m->n_in;
+    for (size_t i = 0; i < m->n_layers; i++)
+        if (m->layers[i].out > m->max_width)
+            m->max_width = m->layers[i].out;
+    return KINFER_OK;
+}
+
 static enum kinfer_err mlp_create(const struct kinfer_host *host,
                                   const char *dir, const char *config_json,
                                   void **model, char *err, size_t errsize)
 {
     struct mlp_model *m = NULL;
-    json_t *root = NULL;
+    struct kinfer_ml_config c;
     const json_t *jlayers, *jsoft;
-    const char *weights, *input, *output;
-    char *path = NULL;
-    long long threads, scratch;
+    const char *input, *output;
+    const struct kinfer_ml_field fields[] = {
+        {"input", "input", &input},
+        {"output", "output", &output},
+    };
     enum kinfer_err rc;
 
-    if (host == NULL || host->abi_version != KINFER_BACKEND_ABI_VERSION) {
-        snprintf(err, errsize, MLP ": host ABI version mismatch");
-        return KINFER_ERR_ABI;
-    }
-    rc = kinfer_ml_config_parse(MLP, config_json, &root, err, errsize);
+    rc = kinfer_ml_config_open(host, MLP, config_json, fields,
+                               sizeof fields / sizeof fields[0], &c, err,
+                               errsize);
     if (rc != KINFER_OK)
         return rc;
-    rc = kinfer_ml_config_string(MLP, root, "weights", NULL, &weights, err,
-                                 errsize);
-    if (rc == KINFER_OK && weights == NULL) {
-        snprintf(err, errsize,
-                 MLP ": config needs \"weights\" (a "
-                     "safetensors file)");
-        rc = KINFER_ERR_CONFIG;
-    }
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(MLP, root, "input", "input", &input, err,
-                                     errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(MLP, root, "output", "output", &output,
-                                     err, errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(MLP, root, "blas_threads", 1, 1, 64, &threads,
-                                  err, errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(
-            MLP, root, "scratch_bytes", (long long)KINFER_ML_SCRATCH_BYTES, 1,
-            KINFER_ML_SCRATCH_MAX, &scratch, err, errsize);
-    if (rc != KINFER_OK)
-        goto fail;
-    jsoft = json_object_get(root, "softmax");
+    jsoft = json_object_get(c.root, "softmax");
     if (jsoft != NULL && !json_is_boolean(jsoft)) {
         snprintf(err, errsize,
                  MLP ": config \"softmax\" must be true or "
@@ -293,7 +312,7 @@ static enum kinfer_err mlp_create(const struct kinfer_host *host,
         rc = KINFER_ERR_CONFIG;
         goto fail;
     }
-    jlayers = json_object_get(root, "layers");
+    jlayers = json_object_get(c.root, "layers");
     if (!json_is_array(jlayers) || json_array_size(jlayers) == 0) {
         snprintf(err, errsize,
                  MLP ": config needs \"layers\": a non-empty "
@@ -306,7 +325,7 @@ static enum kinfer_err mlp_create(const struct kinfer_host *host,
     if (m == NULL)
         goto nomem;
     m->host = host;
-    m->scratch = (size_t)scratch;
+    m->scratch = c.scratch;
     m->softmax = json_is_true(jsoft);
     m->input = strdup(input);
     m->output = strdup(output);
@@ -314,36 +333,18 @@ static enum kinfer_err mlp_create(const struct kinfer_host *host,
     m->layers = calloc(m->n_layers, sizeof *m->layers);
     if (m->input == NULL || m->output == NULL || m->layers == NULL)
         goto nomem;
-
-    rc = kinfer_ml_path_join(MLP, dir, weights, &path, err, errsize);
+    rc = kinfer_ml_weights_open(MLP, dir, &c, &m->st, err, errsize);
+    if (rc == KINFER_OK)
+        rc = mlp_load_layers(m, jlayers, err, errsize);
     if (rc != KINFER_OK)
         goto fail;
-    rc = kinfer_st_open(path, &m->st, err, errsize);
-    if (rc != KINFER_OK) {
-        /* The reader's own codes (IO, INVALID ...) mean: no model. */
-        if (rc != KINFER_ERR_NOMEM)
-            rc = KINFER_ERR_MODEL;
-        goto fail;
-    }
-    for (size_t i = 0; i < m->n_layers; i++) {
-        rc = mlp_parse_layer(m, i, json_array_get(jlayers, i), err, errsize);
-        if (rc != KINFER_OK)
-            goto fail;
-    }
-    m->n_in = m->layers[0].in;
-    m->n_out = m->layers[m->n_layers - 1].out;
-    m->max_width = m->n_in;
-    for (size_t i = 0; i < m->n_layers; i++)
-        if (m->layers[i].out > m->max_width)
-            m->max_width = m->layers[i].out;
 
-    kinfer_ml_blas_threads(host, MLP, threads);
+    kinfer_ml_blas_threads(host, MLP, c.blas_threads);
     if (host->log != NULL)
-        host->log(KINFER_LOG_INFO, MLP ": %s: %zu layers, %d -> %d%s", path,
+        host->log(KINFER_LOG_INFO, MLP ": %s: %zu layers, %d -> %d%s", c.path,
                   m->n_layers, m->n_in, m->n_out,
                   m->softmax ? ", softmax" : "");
-    free(path);
-    json_decref(root);
+    kinfer_ml_config_close(&c);
     *model = m;
     return KINFER_OK;
 
@@ -351,9 +352,8 @@ nomem:
     snprintf(err, errsize, MLP ": out of memory");
     rc = KINFER_ERR_NOMEM;
 fail:
-    free(path);
     mlp_destroy(m);
-    json_decref(root);
+    kinfer_ml_config_close(&c);
     return rc;
 }
 

@@ -214,51 +214,41 @@ static enum kinfer_err st_parse_metadata(struct kinfer_st *st,
     return KINFER_OK;
 }
 
-/* Fill it from the header entry desc of the tensor called name, checking
- * everything that can be checked without looking at the other tensors.
- * data_len is the size of the data area. */
-static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
-                                       struct st_item *it, const char *name,
-                                       const json_t *desc, uint64_t data_len,
-                                       char *err, size_t errsize)
+/* it->t.dtype from the entry's "dtype" (jdtype). */
+static enum kinfer_err st_parse_dtype(const struct kinfer_st *st,
+                                      struct st_item *it, const json_t *jdtype,
+                                      char *err, size_t errsize)
 {
-    const json_t *jdtype = json_object_get(desc, "dtype");
-    const json_t *jshape = json_object_get(desc, "shape");
-    const json_t *joff = json_object_get(desc, "data_offsets");
-    size_t esize, count = 1, nbytes;
-    char shp[128];
-    int ok;
-
-    it->name = strdup(name);
-    if (it->name == NULL)
-        return KINFER_ERR_NOMEM;
-    it->t.name = it->name;
-    if (!json_is_object(desc)) {
-        st_err(err, errsize,
-               "%s: tensor \"%s\": entry must be an object "
-               "with dtype, shape and data_offsets",
-               st->path, name);
-        return KINFER_ERR_INVALID;
-    }
     if (!json_is_string(jdtype)) {
         st_err(err, errsize,
                "%s: tensor \"%s\": \"dtype\" must be a "
                "string",
-               st->path, name);
+               st->path, it->name);
         return KINFER_ERR_INVALID;
     }
     if (!st_dtype_from_name(json_string_value(jdtype), &it->t.dtype)) {
         st_err(err, errsize, "%s: tensor \"%s\": unknown dtype \"%s\"",
-               st->path, name, json_string_value(jdtype));
+               st->path, it->name, json_string_value(jdtype));
         return KINFER_ERR_INVALID;
     }
-    esize = kinfer_st_dtype_size(it->t.dtype);
+    return KINFER_OK;
+}
+
+/* it's shape, element count and byte size from the entry's "shape"
+ * (jshape), for the dtype already read. */
+static enum kinfer_err st_parse_shape(const struct kinfer_st *st,
+                                      struct st_item *it, const json_t *jshape,
+                                      char *err, size_t errsize)
+{
+    size_t esize = kinfer_st_dtype_size(it->t.dtype), count = 1;
+    char shp[128];
+    int ok;
 
     if (!json_is_array(jshape)) {
         st_err(err, errsize,
                "%s: tensor \"%s\": \"shape\" must be an "
                "array of non-negative integers",
-               st->path, name);
+               st->path, it->name);
         return KINFER_ERR_INVALID;
     }
     it->t.ndim = (int)json_array_size(jshape);
@@ -274,7 +264,7 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
             st_err(err, errsize,
                    "%s: tensor \"%s\": \"shape\" must be an "
                    "array of non-negative integers",
-                   st->path, name);
+                   st->path, it->name);
             return KINFER_ERR_INVALID;
         }
         it->shape[d] = (int64_t)dim;
@@ -291,7 +281,7 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
             st_err(err, errsize,
                    "%s: tensor \"%s\": shape %s overflows "
                    "the element count",
-                   st->path, name,
+                   st->path, it->name,
                    kinfer_st_shape_str(it->shape, it->t.ndim, shp, sizeof shp));
             return KINFER_ERR_INVALID;
         }
@@ -301,21 +291,32 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
         st_err(err, errsize,
                "%s: tensor \"%s\": shape %s of %s overflows "
                "the byte count",
-               st->path, name,
+               st->path, it->name,
                kinfer_st_shape_str(it->shape, it->t.ndim, shp, sizeof shp),
                kinfer_st_dtype_name(it->t.dtype));
         return KINFER_ERR_INVALID;
     }
-    nbytes = count * esize;
     it->t.shape = it->shape;
     it->t.count = count;
-    it->t.nbytes = nbytes;
+    it->t.nbytes = count * esize;
+    return KINFER_OK;
+}
+
+/* it->begin and it->end from the entry's "data_offsets" (joff): inside the
+ * data area of data_len bytes and exactly the tensor's size. */
+static enum kinfer_err st_parse_offsets(const struct kinfer_st *st,
+                                        struct st_item *it, const json_t *joff,
+                                        uint64_t data_len, char *err,
+                                        size_t errsize)
+{
+    char shp[128];
+    int ok;
 
     if (!json_is_array(joff) || json_array_size(joff) != 2) {
         st_err(err, errsize,
                "%s: tensor \"%s\": \"data_offsets\" must be "
                "[begin, end]",
-               st->path, name);
+               st->path, it->name);
         return KINFER_ERR_INVALID;
     }
     it->begin = st_uint(json_array_get(joff, 0), &ok);
@@ -325,14 +326,14 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
         st_err(err, errsize,
                "%s: tensor \"%s\": \"data_offsets\" must be "
                "two non-negative integers",
-               st->path, name);
+               st->path, it->name);
         return KINFER_ERR_INVALID;
     }
     if (it->end < it->begin) {
         st_err(err, errsize,
                "%s: tensor \"%s\": data_offsets [%llu, %llu] "
                "end before begin",
-               st->path, name, (unsigned long long)it->begin,
+               st->path, it->name, (unsigned long long)it->begin,
                (unsigned long long)it->end);
         return KINFER_ERR_INVALID;
     }
@@ -340,22 +341,53 @@ static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
         st_err(err, errsize,
                "%s: tensor \"%s\": data_offsets [%llu, %llu] "
                "run past the end of the %llu-byte data area",
-               st->path, name, (unsigned long long)it->begin,
+               st->path, it->name, (unsigned long long)it->begin,
                (unsigned long long)it->end, (unsigned long long)data_len);
         return KINFER_ERR_INVALID;
     }
-    if (it->end - it->begin != nbytes) {
+    if (it->end - it->begin != it->t.nbytes) {
         st_err(err, errsize,
                "%s: tensor \"%s\": data_offsets [%llu, %llu] "
                "hold %llu bytes but shape %s of %s needs %zu",
-               st->path, name, (unsigned long long)it->begin,
+               st->path, it->name, (unsigned long long)it->begin,
                (unsigned long long)it->end,
                (unsigned long long)(it->end - it->begin),
                kinfer_st_shape_str(it->shape, it->t.ndim, shp, sizeof shp),
-               kinfer_st_dtype_name(it->t.dtype), nbytes);
+               kinfer_st_dtype_name(it->t.dtype), it->t.nbytes);
         return KINFER_ERR_INVALID;
     }
     return KINFER_OK;
+}
+
+/* Fill it from the header entry desc of the tensor called name, checking
+ * everything that can be checked without looking at the other tensors.
+ * data_len is the size of the data area. */
+static enum kinfer_err st_parse_tensor(const struct kinfer_st *st,
+                                       struct st_item *it, const char *name,
+                                       const json_t *desc, uint64_t data_len,
+                                       char *err, size_t errsize)
+{
+    enum kinfer_err rc;
+
+    it->name = strdup(name);
+    if (it->name == NULL)
+        return KINFER_ERR_NOMEM;
+    it->t.name = it->name;
+    if (!json_is_object(desc)) {
+        st_err(err, errsize,
+               "%s: tensor \"%s\": entry must be an object "
+               "with dtype, shape and data_offsets",
+               st->path, name);
+        return KINFER_ERR_INVALID;
+    }
+    rc = st_parse_dtype(st, it, json_object_get(desc, "dtype"), err, errsize);
+    if (rc == KINFER_OK)
+        rc = st_parse_shape(st, it, json_object_get(desc, "shape"), err,
+                            errsize);
+    if (rc == KINFER_OK)
+        rc = st_parse_offsets(st, it, json_object_get(desc, "data_offsets"),
+                              data_len, err, errsize);
+    return rc;
 }
 
 /* The tensors must tile [0, data_len) exactly, as the reference reader
@@ -450,6 +482,42 @@ static enum kinfer_err st_place_data(struct kinfer_st *st,
     return KINFER_OK;
 }
 
+/* The header length (the file's first 8 bytes, little-endian) into
+ * *hlen, checked against the cap and the file's size. */
+static enum kinfer_err st_header_len(const struct kinfer_st *st, uint64_t *hlen,
+                                     char *err, size_t errsize)
+{
+    const unsigned char *buf = st->map;
+    uint64_t n = 0;
+
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | buf[i];
+    if (n > KINFER_ST_MAX_HEADER) {
+        st_err(err, errsize,
+               "%s: header length %llu is over the %llu-byte "
+               "limit",
+               st->path, (unsigned long long)n,
+               (unsigned long long)KINFER_ST_MAX_HEADER);
+        return KINFER_ERR_TOO_LARGE;
+    }
+    if (n > st->map_len - 8) {
+        st_err(err, errsize,
+               "%s: header length %llu runs past the end of "
+               "the %zu-byte file",
+               st->path, (unsigned long long)n, st->map_len);
+        return KINFER_ERR_INVALID;
+    }
+    if (n == 0 || buf[8] != '{') {
+        st_err(err, errsize,
+               "%s: header is not a JSON object (it must "
+               "start with '{')",
+               st->path);
+        return KINFER_ERR_INVALID;
+    }
+    *hlen = n;
+    return KINFER_OK;
+}
+
 /* Parse and validate the mapped file. */
 static enum kinfer_err st_parse(struct kinfer_st *st, char *err, size_t errsize)
 {
@@ -462,30 +530,9 @@ static enum kinfer_err st_parse(struct kinfer_st *st, char *err, size_t errsize)
     size_t cap;
     enum kinfer_err rc;
 
-    for (int i = 7; i >= 0; i--)
-        hlen = (hlen << 8) | buf[i];
-    if (hlen > KINFER_ST_MAX_HEADER) {
-        st_err(err, errsize,
-               "%s: header length %llu is over the %llu-byte "
-               "limit",
-               st->path, (unsigned long long)hlen,
-               (unsigned long long)KINFER_ST_MAX_HEADER);
-        return KINFER_ERR_TOO_LARGE;
-    }
-    if (hlen > st->map_len - 8) {
-        st_err(err, errsize,
-               "%s: header length %llu runs past the end of "
-               "the %zu-byte file",
-               st->path, (unsigned long long)hlen, st->map_len);
-        return KINFER_ERR_INVALID;
-    }
-    if (hlen == 0 || buf[8] != '{') {
-        st_err(err, errsize,
-               "%s: header is not a JSON object (it must "
-               "start with '{')",
-               st->path);
-        return KINFER_ERR_INVALID;
-    }
+    rc = st_header_len(st, &hlen, err, errsize);
+    if (rc != KINFER_OK)
+        return rc;
     data_len = st->map_len - 8 - hlen;
     root = json_loadb((const char *)buf + 8, (size_t)hlen,
                       JSON_REJECT_DUPLICATES, &jerr);

@@ -2,7 +2,7 @@
  * matrix against each query vector (a dot product) and returns the k best
  * items per query.  A batch's queries form one matrix, scored with one
  * cblas_sgemm against the item matrix, followed by a bounded selection per
- * row (a size-k min-heap: O(items log k) time, O(k) memory).
+ * row (a size-k min-heap: O(items log k) time, O(k) memory; topk_select.c).
  *
  * config.json (kinfer's serving fields beside these are ignored here):
  *
@@ -52,10 +52,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "builtin_ml.h"
+#include "builtin.h"
 #include "kinfer/log.h"
 #include "ml_common.h"
 #include "safetensors.h"
+#include "topk_select.h"
 
 #define TOPK "topk"
 
@@ -86,18 +87,6 @@ struct topk_req {
     size_t scored;                 /* rows to score: 0 when k' is 0 */
     int64_t *excl;                 /* sorted, unique; owned */
     size_t n_excl;
-};
-
-/* One query row of the block being scored: a heap that lives in the
- * request's output row. */
-struct topk_row {
-    float *score; /* [k] */
-    int64_t *id;  /* [k] */
-    size_t k;
-    size_t size;
-    const int64_t *excl;
-    size_t n_excl;
-    size_t req; /* index of the request in the batch */
 };
 
 static void topk_destroy(void *model)
@@ -143,98 +132,34 @@ static enum kinfer_err topk_matrix(const struct topk_model *m, const char *key,
     return KINFER_OK;
 }
 
-static enum kinfer_err topk_create(const struct kinfer_host *host,
-                                   const char *dir, const char *config_json,
-                                   void **model, char *err, size_t errsize)
+/* Find the item table (and the user table, when users is not NULL) in the
+ * open weights file, then read k and max_k, whose bounds depend on the
+ * number of items. */
+static enum kinfer_err topk_load_tables(struct topk_model *m,
+                                        const json_t *root, const char *items,
+                                        const char *users, char *err,
+                                        size_t errsize)
 {
-    struct topk_model *m = NULL;
     const struct kinfer_st_tensor *ti, *tu;
-    const char *weights, *items, *users, *input, *exclude;
-    long long k, max_k, threads, scratch;
-    json_t *root = NULL;
-    char *path = NULL;
+    long long k, max_k;
     enum kinfer_err rc;
 
-    if (host == NULL || host->abi_version != KINFER_BACKEND_ABI_VERSION) {
-        snprintf(err, errsize, TOPK ": host ABI version mismatch");
-        return KINFER_ERR_ABI;
-    }
-    rc = kinfer_ml_config_parse(TOPK, config_json, &root, err, errsize);
-    if (rc != KINFER_OK)
-        return rc;
-    rc = kinfer_ml_config_string(TOPK, root, "weights", NULL, &weights, err,
-                                 errsize);
-    if (rc == KINFER_OK && weights == NULL) {
-        snprintf(err, errsize,
-                 TOPK ": config needs \"weights\" (a "
-                      "safetensors file)");
-        rc = KINFER_ERR_CONFIG;
-    }
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(TOPK, root, "item_embeddings", "items",
-                                     &items, err, errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(TOPK, root, "user_embeddings", NULL,
-                                     &users, err, errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(TOPK, root, "input", "input", &input, err,
-                                     errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_string(TOPK, root, "exclude_input", "exclude",
-                                     &exclude, err, errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(TOPK, root, "blas_threads", 1, 1, 64,
-                                  &threads, err, errsize);
-    if (rc == KINFER_OK)
-        rc = kinfer_ml_config_int(
-            TOPK, root, "scratch_bytes", (long long)KINFER_ML_SCRATCH_BYTES, 1,
-            KINFER_ML_SCRATCH_MAX, &scratch, err, errsize);
-    if (rc != KINFER_OK)
-        goto fail;
-    if (strcmp(input, exclude) == 0) {
-        snprintf(err, errsize,
-                 TOPK ": \"input\" and \"exclude_input\" must "
-                      "differ");
-        rc = KINFER_ERR_CONFIG;
-        goto fail;
-    }
-
-    m = calloc(1, sizeof *m);
-    if (m == NULL)
-        goto nomem;
-    m->host = host;
-    m->scratch = (size_t)scratch;
-    m->input = strdup(input);
-    m->exclude = strdup(exclude);
-    if (m->input == NULL || m->exclude == NULL)
-        goto nomem;
-    rc = kinfer_ml_path_join(TOPK, dir, weights, &path, err, errsize);
-    if (rc != KINFER_OK)
-        goto fail;
-    rc = kinfer_st_open(path, &m->st, err, errsize);
-    if (rc != KINFER_OK) {
-        /* The reader's own codes (IO, INVALID ...) mean: no model. */
-        if (rc != KINFER_ERR_NOMEM)
-            rc = KINFER_ERR_MODEL;
-        goto fail;
-    }
     rc = topk_matrix(m, "item_embeddings", items, &ti, err, errsize);
     if (rc != KINFER_OK)
-        goto fail;
+        return rc;
     m->items = ti->data;
     m->n_items = (size_t)ti->shape[0];
     m->dim = (int)ti->shape[1];
     if (users != NULL) {
         rc = topk_matrix(m, "user_embeddings", users, &tu, err, errsize);
         if (rc != KINFER_OK)
-            goto fail;
+            return rc;
         if (tu->shape[1] != m->dim) {
             snprintf(err, errsize,
                      TOPK ": user_embeddings \"%s\" has dim "
                           "%lld but item_embeddings \"%s\" has dim %d",
                      users, (long long)tu->shape[1], items, m->dim);
-            rc = KINFER_ERR_CONFIG;
-            goto fail;
+            return KINFER_ERR_CONFIG;
         }
         m->users = tu->data;
         m->n_users = (size_t)tu->shape[0];
@@ -247,18 +172,63 @@ static enum kinfer_err topk_create(const struct kinfer_host *host,
         rc = kinfer_ml_config_int(TOPK, root, "k", max_k < 10 ? max_k : 10, 1,
                                   max_k, &k, err, errsize);
     if (rc != KINFER_OK)
-        goto fail;
+        return rc;
     m->k_default = (size_t)k;
     m->max_k = (size_t)max_k;
+    return KINFER_OK;
+}
 
-    kinfer_ml_blas_threads(host, TOPK, threads);
+static enum kinfer_err topk_create(const struct kinfer_host *host,
+                                   const char *dir, const char *config_json,
+                                   void **model, char *err, size_t errsize)
+{
+    struct topk_model *m = NULL;
+    struct kinfer_ml_config c;
+    const char *items, *users, *input, *exclude;
+    const struct kinfer_ml_field fields[] = {
+        {"item_embeddings", "items", &items},
+        {"user_embeddings", NULL, &users},
+        {"input", "input", &input},
+        {"exclude_input", "exclude", &exclude},
+    };
+    enum kinfer_err rc;
+
+    rc = kinfer_ml_config_open(host, TOPK, config_json, fields,
+                               sizeof fields / sizeof fields[0], &c, err,
+                               errsize);
+    if (rc != KINFER_OK)
+        return rc;
+    if (strcmp(input, exclude) == 0) {
+        snprintf(err, errsize,
+                 TOPK ": \"input\" and \"exclude_input\" must "
+                      "differ");
+        rc = KINFER_ERR_CONFIG;
+        goto fail;
+    }
+
+    m = calloc(1, sizeof *m);
+    if (m == NULL)
+        goto nomem;
+    m->host = host;
+    m->scratch = c.scratch;
+    m->input = strdup(input);
+    m->exclude = strdup(exclude);
+    if (m->input == NULL || m->exclude == NULL)
+        goto nomem;
+    rc = kinfer_ml_weights_open(TOPK, dir, &c, &m->st, err, errsize);
+    if (rc == KINFER_OK)
+        rc = topk_load_tables(m, c.root, items, users, err, errsize);
+    if (rc != KINFER_OK)
+        goto fail;
+
+    kinfer_ml_blas_threads(host, TOPK, c.blas_threads);
     if (host->log != NULL)
         host->log(KINFER_LOG_INFO,
                   TOPK ": %s: %zu items, %zu users, dim %d, "
                        "k %zu (max %zu)",
-                  path, m->n_items, m->n_users, m->dim, m->k_default, m->max_k);
-    free(path);
-    json_decref(root);
+                  c.path, m->n_items, m->n_users, m->dim, m->k_default,
+                  m->max_k);
+    kinfer_ml_config_close(&c);
     *model = m;
     return KINFER_OK;
 
@@ -266,17 +236,9 @@ nomem:
     snprintf(err, errsize, TOPK ": out of memory");
     rc = KINFER_ERR_NOMEM;
 fail:
-    free(path);
     topk_destroy(m);
-    json_decref(root);
+    kinfer_ml_config_close(&c);
     return rc;
-}
-
-static int topk_cmp_id(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-    return (x > y) - (x < y);
 }
 
 /* Element i of an INT32 or INT64 tensor. */
@@ -370,11 +332,90 @@ static int topk_exclusions(const struct topk_model *m,
         }
         r->excl[i] = id;
     }
-    qsort(r->excl, e->count, sizeof *r->excl, topk_cmp_id);
+    qsort(r->excl, e->count, sizeof *r->excl, kinfer_topk_cmp_id);
     for (size_t i = 0; i < e->count; i++)
         if (u == 0 || r->excl[u - 1] != r->excl[i])
             r->excl[u++] = r->excl[i];
     r->n_excl = u;
+    return 1;
+}
+
+/* Check the query input x of item (NULL when absent) and count its rows
+ * into *rows.  Returns 0 after failing the item. */
+static int topk_check_query(const struct topk_model *m,
+                            struct kinfer_infer_item *item,
+                            const struct kinfer_tensor *x, size_t *rows)
+{
+    char desc[128];
+
+    if (x == NULL) {
+        kinfer_ml_item_fail(item,
+                            "model needs input \"%s\": FP32 [n,%d] or "
+                            "[%d] vectors%s",
+                            m->input, m->dim, m->dim,
+                            m->users ? ", or INT64 [n] user ids" : "");
+        return 0;
+    }
+    if (x->dtype == KINFER_DTYPE_FP32 || x->dtype == KINFER_DTYPE_FP64) {
+        if ((x->ndim != 1 && x->ndim != 2) || x->shape[x->ndim - 1] != m->dim) {
+            kinfer_ml_item_fail(
+                item,
+                "input \"%s\": expected vectors of "
+                "shape [n,%d] or [%d], got %s",
+                m->input, m->dim, m->dim,
+                kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
+            return 0;
+        }
+        *rows = x->ndim == 2 ? (size_t)x->shape[0] : 1;
+        for (size_t i = 0; i < x->count; i++) {
+            double v = x->dtype == KINFER_DTYPE_FP32
+                           ? ((const float *)x->data)[i]
+                           : ((const double *)x->data)[i];
+
+            if (!(fabs(v) <= FLT_MAX)) {
+                kinfer_ml_item_fail(item,
+                                    "input \"%s\": value %g is not a "
+                                    "finite FP32",
+                                    m->input, v);
+                return 0;
+            }
+        }
+    } else if (topk_is_int(x)) {
+        if (m->users == NULL) {
+            kinfer_ml_item_fail(item,
+                                "input \"%s\": this model has no user "
+                                "table; send FP32 [n,%d] vectors",
+                                m->input, m->dim);
+            return 0;
+        }
+        if (x->ndim != 1) {
+            kinfer_ml_item_fail(
+                item,
+                "input \"%s\": expected user ids of "
+                "shape [n], got %s",
+                m->input, kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
+            return 0;
+        }
+        *rows = x->count;
+        for (size_t i = 0; i < *rows; i++) {
+            int64_t id = topk_int_at(x, i);
+
+            if (id < 0 || (uint64_t)id >= m->n_users) {
+                kinfer_ml_item_fail(item,
+                                    "input \"%s\": unknown user id "
+                                    "%lld (the table has ids 0..%zu)",
+                                    m->input, (long long)id, m->n_users - 1);
+                return 0;
+            }
+        }
+    } else {
+        kinfer_ml_item_fail(
+            item,
+            "input \"%s\": expected FP32 vectors or "
+            "INT64 user ids, got %s",
+            m->input, kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
+        return 0;
+    }
     return 1;
 }
 
@@ -386,78 +427,10 @@ static void topk_prepare(const struct topk_model *m,
 {
     const struct kinfer_tensor *x = kinfer_ml_input(item->request, m->input);
     int64_t shape[2];
-    char desc[128];
     size_t rows, k;
 
-    if (x == NULL) {
-        kinfer_ml_item_fail(item,
-                            "model needs input \"%s\": FP32 [n,%d] or "
-                            "[%d] vectors%s",
-                            m->input, m->dim, m->dim,
-                            m->users ? ", or INT64 [n] user ids" : "");
+    if (!topk_check_query(m, item, x, &rows))
         return;
-    }
-    if (x->dtype == KINFER_DTYPE_FP32 || x->dtype == KINFER_DTYPE_FP64) {
-        if ((x->ndim != 1 && x->ndim != 2) || x->shape[x->ndim - 1] != m->dim) {
-            kinfer_ml_item_fail(
-                item,
-                "input \"%s\": expected vectors of "
-                "shape [n,%d] or [%d], got %s",
-                m->input, m->dim, m->dim,
-                kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
-            return;
-        }
-        rows = x->ndim == 2 ? (size_t)x->shape[0] : 1;
-        for (size_t i = 0; i < x->count; i++) {
-            double v = x->dtype == KINFER_DTYPE_FP32
-                           ? ((const float *)x->data)[i]
-                           : ((const double *)x->data)[i];
-
-            if (!(fabs(v) <= FLT_MAX)) {
-                kinfer_ml_item_fail(item,
-                                    "input \"%s\": value %g is not a "
-                                    "finite FP32",
-                                    m->input, v);
-                return;
-            }
-        }
-    } else if (topk_is_int(x)) {
-        if (m->users == NULL) {
-            kinfer_ml_item_fail(item,
-                                "input \"%s\": this model has no user "
-                                "table; send FP32 [n,%d] vectors",
-                                m->input, m->dim);
-            return;
-        }
-        if (x->ndim != 1) {
-            kinfer_ml_item_fail(
-                item,
-                "input \"%s\": expected user ids of "
-                "shape [n], got %s",
-                m->input, kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
-            return;
-        }
-        rows = x->count;
-        for (size_t i = 0; i < rows; i++) {
-            int64_t id = topk_int_at(x, i);
-
-            if (id < 0 || (uint64_t)id >= m->n_users) {
-                kinfer_ml_item_fail(item,
-                                    "input \"%s\": unknown user id "
-                                    "%lld (the table has ids 0..%zu)",
-                                    m->input, (long long)id, m->n_users - 1);
-                return;
-            }
-        }
-    } else {
-        kinfer_ml_item_fail(
-            item,
-            "input \"%s\": expected FP32 vectors or "
-            "INT64 user ids, got %s",
-            m->input, kinfer_ml_tensor_desc(m->host, x, desc, sizeof desc));
-        return;
-    }
-
     k = topk_param_k(m, item);
     if (k == 0 || !topk_exclusions(m, item, r, nomem))
         return;
@@ -481,96 +454,11 @@ static void topk_prepare(const struct topk_model *m,
     r->scored = k != 0 ? rows : 0;
 }
 
-/* Heap order: a is worse than b when it scores lower, or scores the same
- * with a higher id.  The heap keeps its worst element at the root. */
-static int topk_worse(float sa, int64_t ia, float sb, int64_t ib)
-{
-    return sa < sb || (sa == sb && ia > ib);
-}
-
-static void topk_swap(struct topk_row *h, size_t a, size_t b)
-{
-    float s = h->score[a];
-    int64_t i = h->id[a];
-
-    h->score[a] = h->score[b];
-    h->id[a] = h->id[b];
-    h->score[b] = s;
-    h->id[b] = i;
-}
-
-static void topk_sift_down(struct topk_row *h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t c = 2 * i + 1;
-
-        if (c >= n)
-            return;
-        if (c + 1 < n &&
-            topk_worse(h->score[c + 1], h->id[c + 1], h->score[c], h->id[c]))
-            c++;
-        if (!topk_worse(h->score[c], h->id[c], h->score[i], h->id[i]))
-            return;
-        topk_swap(h, i, c);
-        i = c;
-    }
-}
-
-static void topk_sift_up(struct topk_row *h, size_t i)
-{
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-
-        if (!topk_worse(h->score[i], h->id[i], h->score[p], h->id[p]))
-            return;
-        topk_swap(h, i, p);
-        i = p;
-    }
-}
-
-/* Offer items first .. first + n (scores s[0..n)) to the row's heap. */
-static void topk_offer(struct topk_row *h, const float *s, size_t first,
-                       size_t n)
-{
-    for (size_t j = 0; j < n; j++) {
-        float v = s[j];
-        int64_t id = (int64_t)(first + j);
-
-        if (v != v)
-            v = -INFINITY; /* NaN: the worst, so the order stays total */
-        if (h->size == h->k && !topk_worse(h->score[0], h->id[0], v, id))
-            continue;
-        /* Only would-be members are looked up: excluded items are rare. */
-        if (h->n_excl != 0 &&
-            bsearch(&id, h->excl, h->n_excl, sizeof id, topk_cmp_id) != NULL)
-            continue;
-        if (h->size < h->k) {
-            h->score[h->size] = v;
-            h->id[h->size] = id;
-            topk_sift_up(h, h->size++);
-        } else {
-            h->score[0] = v;
-            h->id[0] = id;
-            topk_sift_down(h, h->size, 0);
-        }
-    }
-}
-
-/* Turn the heap into the answer, best first: each step moves the worst
- * remaining element to the end. */
-static void topk_finish(struct topk_row *h)
-{
-    for (size_t end = h->size; end > 1; end--) {
-        topk_swap(h, 0, end - 1);
-        topk_sift_down(h, end - 1, 0);
-    }
-}
-
 /* Score one block of query rows (q[nrows, dim]) against the item matrix,
  * chunk by chunk, into the rows' heaps. */
 static void topk_score_block(const struct topk_model *m, const float *q,
-                             struct topk_row *rows, size_t nrows, float *s,
-                             size_t chunk)
+                             struct kinfer_topk_row *rows, size_t nrows,
+                             float *s, size_t chunk)
 {
     for (size_t c0 = 0; c0 < m->n_items; c0 += chunk) {
         size_t cc = m->n_items - c0 < chunk ? m->n_items - c0 : chunk;
@@ -579,7 +467,7 @@ static void topk_score_block(const struct topk_model *m, const float *q,
                     (int)cc, m->dim, 1.0f, q, m->dim,
                     m->items + c0 * (size_t)m->dim, m->dim, 0.0f, s, (int)cc);
         for (size_t j = 0; j < nrows; j++)
-            topk_offer(&rows[j], s + j * cc, c0, cc);
+            kinfer_topk_offer(&rows[j], s + j * cc, c0, cc);
     }
 }
 
@@ -601,14 +489,74 @@ static void topk_query(const struct topk_model *m, const struct topk_req *r,
     }
 }
 
+/* Scratch for one call: half for a block of query rows, half for their
+ * scores against a chunk of the item matrix. */
+static void topk_blocks(const struct topk_model *m, size_t total, size_t *block,
+                        size_t *chunk)
+{
+    size_t half = m->scratch / 2, b, c;
+
+    b = half / ((size_t)m->dim * sizeof(float));
+    if (b > TOPK_MAX_BLOCK_ROWS)
+        b = TOPK_MAX_BLOCK_ROWS;
+    if (b > total)
+        b = total;
+    if (b == 0)
+        b = 1;
+    c = half / (b * sizeof(float));
+    if (c > m->n_items)
+        c = m->n_items;
+    if (c > INT_MAX)
+        c = INT_MAX;
+    if (c == 0)
+        c = 1;
+    *block = b;
+    *chunk = c;
+}
+
+/* Where the next block starts: request ci, row ri within it. */
+struct topk_cursor {
+    size_t ci;
+    size_t ri;
+};
+
+/* Set up the next nrows rows to score (their heaps in rows[], their
+ * queries in q) and advance the cursor.  Requests with k' = 0 were left
+ * out of the total and are skipped: their outputs are empty. */
+static void topk_gather(const struct topk_model *m,
+                        struct kinfer_infer_item *items,
+                        const struct topk_req *reqs, struct topk_cursor *cur,
+                        struct kinfer_topk_row *rows, size_t nrows, float *q)
+{
+    for (size_t j = 0; j < nrows; j++) {
+        const struct topk_req *r;
+        struct kinfer_topk_row *h = &rows[j];
+
+        while (cur->ri >= reqs[cur->ci].scored) {
+            cur->ci++;
+            cur->ri = 0;
+        }
+        r = &reqs[cur->ci];
+        h->k = r->k;
+        h->size = 0;
+        h->score = (float *)items[cur->ci].outputs[1].data + cur->ri * r->k;
+        h->id = (int64_t *)items[cur->ci].outputs[0].data + cur->ri * r->k;
+        h->excl = r->excl;
+        h->n_excl = r->n_excl;
+        h->req = cur->ci;
+        topk_query(m, r, cur->ri, q + j * (size_t)m->dim);
+        cur->ri++;
+    }
+}
+
 static enum kinfer_err topk_infer(void *model, struct kinfer_infer_item *items,
                                   size_t n)
 {
     const struct topk_model *m = model;
     struct topk_req *reqs;
-    struct topk_row *rows = NULL;
-    size_t total = 0, block, chunk, d = (size_t)m->dim, half;
-    size_t ci = 0, ri = 0; /* cursor: request, row within it */
+    struct kinfer_topk_row *rows = NULL;
+    struct topk_cursor cur = {0, 0};
+    size_t total = 0, block, chunk;
     float *q = NULL, *s = NULL;
     enum kinfer_err rc = KINFER_OK;
     int nomem = 0;
@@ -627,58 +575,21 @@ static enum kinfer_err topk_infer(void *model, struct kinfer_infer_item *items,
     if (total == 0)
         goto out;
 
-    /* Half the scratch for the query block, half for its scores. */
-    half = m->scratch / 2;
-    block = half / (d * sizeof(float));
-    if (block > TOPK_MAX_BLOCK_ROWS)
-        block = TOPK_MAX_BLOCK_ROWS;
-    if (block > total)
-        block = total;
-    if (block == 0)
-        block = 1;
-    chunk = half / (block * sizeof(float));
-    if (chunk > m->n_items)
-        chunk = m->n_items;
-    if (chunk > INT_MAX)
-        chunk = INT_MAX;
-    if (chunk == 0)
-        chunk = 1;
-    q = malloc(block * d * sizeof *q);
+    topk_blocks(m, total, &block, &chunk);
+    q = malloc(block * (size_t)m->dim * sizeof *q);
     s = malloc(block * chunk * sizeof *s);
     rows = calloc(block, sizeof *rows);
     if (q == NULL || s == NULL || rows == NULL) {
         rc = KINFER_ERR_NOMEM;
         goto out;
     }
-
     for (size_t done = 0; done < total;) {
-        size_t nrows = 0;
+        size_t nrows = total - done < block ? total - done : block;
 
-        /* Gather the next block's rows (rows with k' = 0 were left out of
-         * total and are skipped: their outputs are empty). */
-        while (nrows < block && done + nrows < total) {
-            const struct topk_req *r;
-            struct topk_row *h = &rows[nrows];
-
-            while (ri >= reqs[ci].scored) {
-                ci++;
-                ri = 0;
-            }
-            r = &reqs[ci];
-            h->k = r->k;
-            h->size = 0;
-            h->score = (float *)items[ci].outputs[1].data + ri * r->k;
-            h->id = (int64_t *)items[ci].outputs[0].data + ri * r->k;
-            h->excl = r->excl;
-            h->n_excl = r->n_excl;
-            h->req = ci;
-            topk_query(m, r, ri, q + nrows * d);
-            nrows++;
-            ri++;
-        }
+        topk_gather(m, items, reqs, &cur, rows, nrows, q);
         topk_score_block(m, q, rows, nrows, s, chunk);
         for (size_t j = 0; j < nrows; j++) {
-            topk_finish(&rows[j]);
+            kinfer_topk_finish(&rows[j]);
             if (!items[rows[j].req].failed &&
                 !kinfer_ml_all_finite(rows[j].score, rows[j].size))
                 kinfer_ml_item_fail(&items[rows[j].req],

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "bk_test.h"
+#include "kinfer/host.h"
 
 /* ------------------------------------------------------------ the host */
 

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "bk_test.h"
-#include "builtin_ml.h"
+#include "builtin.h"
 
 static const char *gen_dir;
 

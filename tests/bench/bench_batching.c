@@ -28,6 +28,7 @@
 #include "kinfer/log.h"
 #include "kinfer/model.h"
 #include "kinfer/options.h"
+#include "kinfer/host.h"
 #include "kinfer/request.h"
 #include "kinfer/stage.h"
 

@@ -9,6 +9,13 @@
  *
  * kinfer refuses a backend whose abi_version differs from its own.
  *
+ * The ABI is this header and the types it includes: tensor.h, request.h
+ * (struct kinfer_request) and error.h (enum kinfer_err), plus the level
+ * numbers of log.h for host->log.  A plugin calls no kinfer_* function:
+ * they live in libkinfer, which a plugin does not link (host.h, model.h
+ * and the rest are host-only).  What a backend needs from kinfer comes
+ * through struct kinfer_host below.
+ *
  * Ownership: everything kinfer passes in is borrowed for the duration of the
  * call.  Output tensors the backend creates (with host->tensor_init) belong
  * to kinfer once infer returns.

@@ -2,9 +2,13 @@
  * name for each.  Functions that can fail return enum kinfer_err and write
  * their result through an out-parameter only on KINFER_OK.
  *
- * Out-of-memory policy: allocation failure of small bookkeeping objects
- * aborts the process after a log line (see kinfer_xmalloc in util.h);
- * allocations whose size comes from input return KINFER_ERR_NOMEM.
+ * KINFER_ERR_NOMEM is what an allocation whose size comes from input
+ * reports; the out-of-memory policy as a whole (when kinfer aborts
+ * instead) is stated once, in lib/shared/util.h.
+ *
+ * The enum is part of the backend ABI (backend.h): a plugin returns these
+ * codes.  kinfer_strerror is the host's: a plugin does not link libkinfer
+ * and cannot call it.  Any thread.
  */
 #ifndef KINFER_ERROR_H
 #define KINFER_ERROR_H

@@ -1,5 +1,7 @@
 /* The models a worker serves: a registry of backends and of loaded models,
- * looked up by name.  Built-in backends ("scale") are always registered.
+ * looked up by name.  The built-in backends of lib/backends ("scale",
+ * "mlp", "topk") are always registered.  Host-only (see backend.h for what
+ * a plugin sees).
  *
  * Threads: building the registry (kinfer_models_new/_add_*) happens on the
  * main thread before the pipeline starts; lookups and kinfer_model_infer
@@ -82,9 +84,11 @@ const char *kinfer_model_version(const struct kinfer_model *m);
 void kinfer_model_describe(const struct kinfer_model *m, char *buf,
                            size_t size);
 
-/* Run a batch on m.  On a whole-batch failure every item is marked failed
- * with a message, and KINFER_OK is still returned: the caller then answers
- * item by item. */
+/* Run a batch on m: items[i].request is borrowed, outputs and failures are
+ * written into items[i] (free them with kinfer_infer_item_clear).  Every
+ * item ends up either answered or failed with a message -- also when the
+ * backend fails the whole batch, which marks every item failed -- so the
+ * caller answers item by item and there is nothing to return. */
 void kinfer_model_infer(const struct kinfer_model *m,
                         struct kinfer_infer_item *items, size_t n);
 

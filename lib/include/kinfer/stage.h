@@ -18,6 +18,7 @@
 #include "kinfer/backend.h"
 #include "kinfer/error.h"
 #include "kinfer/model.h"
+#include "kinfer/host.h"
 #include "kinfer/request.h"
 
 struct kinfer_stage;

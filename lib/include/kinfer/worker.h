@@ -1,7 +1,7 @@
 /* The worker pipeline: one consumer polled by the calling thread, a pool of
  * inference threads, one producer whose delivery reports are served by a
  * thread of their own, and the offset tracker between them (see
- * DESIGN.md for the picture).
+ * docs/design.md for the picture).
  *
  * Threads: kinfer_worker_new/_run/_free from the main thread;
  * kinfer_worker_stop from anywhere, including a signal handler. */
@@ -11,13 +11,10 @@
 #include <stddef.h>
 
 #include "kinfer/error.h"
+#include "kinfer/kafka_prop.h"
 #include "kinfer/model.h"
+#include "kinfer/host.h"
 #include "kinfer/request.h"
-
-struct kinfer_kafka_prop {
-    const char *name;
-    const char *value;
-};
 
 struct kinfer_worker_config {
     const char *brokers; /* bootstrap.servers */
@@ -33,7 +30,8 @@ struct kinfer_worker_config {
     int stats_interval_ms;      /* periodic stats log line; 0: off */
     struct kinfer_limits limits;
     /* librdkafka properties, applied in order after kinfer's own, to both
-     * the consumer and the producer.  Borrowed. */
+     * the consumer and the producer (group.id always comes from group).
+     * Borrowed. */
     const struct kinfer_kafka_prop *props;
     size_t n_props;
 };
@@ -49,9 +47,10 @@ struct kinfer_worker_stats {
 
 struct kinfer_worker;
 
-/* Create the Kafka handles and the pool.  models is borrowed and must
- * outlive the worker.  On error err names the cause (a bad -X property,
- * say). */
+/* Create the Kafka handles and the pool.  cfg is copied, but its strings
+ * and props are borrowed, like models: all must outlive the worker.  On
+ * error err names the cause (a bad -X property, say) and *out is
+ * untouched. */
 enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
                                   const struct kinfer_models *models,
                                   struct kinfer_worker **out, char *err,
@@ -68,6 +67,7 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w);
 /* Ask the run loop to stop.  Async-signal-safe. */
 void kinfer_worker_stop(struct kinfer_worker *w);
 
+/* A snapshot of the counters into *st.  Any thread. */
 void kinfer_worker_get_stats(const struct kinfer_worker *w,
                              struct kinfer_worker_stats *st);
 

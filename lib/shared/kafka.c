@@ -1,0 +1,173 @@
+/* The Kafka layer (shared/kafka.h): handles built from kinfer's settings,
+ * librdkafka's log and errors routed into kinfer's log, topic metadata and
+ * producing with headers. */
+#include <string.h>
+
+#include "kinfer/log.h"
+#include "shared/kafka.h"
+#include "shared/util.h"
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
+{
+    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. */
+    int ours = level <= 3   ? KINFER_LOG_ERROR
+               : level == 4 ? KINFER_LOG_WARN
+               : level <= 6 ? KINFER_LOG_INFO
+                            : KINFER_LOG_DEBUG;
+    kinfer_log(ours, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    const struct kinfer_kafka_events *ev = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+        kinfer_log(KINFER_LOG_ERROR, "%s: fatal error %s: %s",
+                   rd_kafka_name(rk), rd_kafka_err2name(orig), buf);
+        if (ev != NULL && ev->fatal != NULL)
+            atomic_store(ev->fatal, 1);
+        return;
+    }
+    /* Transient (broker down, ...): librdkafka retries by itself. */
+    kinfer_log(KINFER_LOG_WARN, "%s: %s: %s", rd_kafka_name(rk),
+               rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    const struct kinfer_kafka_events *ev = opaque;
+    (void)rk;
+    ev->delivered(ev->owner, m);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    const struct kinfer_kafka_events *ev = opaque;
+    ev->rebalance(ev->owner, rk, err, parts);
+}
+
+static int set_all(rd_kafka_conf_t *conf, const struct kinfer_kafka_prop *p,
+                   size_t n, const char *origin, char *err, size_t errsize)
+{
+    for (size_t i = 0; i < n; i++) {
+        char why[256];
+        if (rd_kafka_conf_set(conf, p[i].name, p[i].value, why, sizeof why) !=
+            RD_KAFKA_CONF_OK) {
+            kinfer_fmt(err, errsize, "%s%s=%s: %s", origin, p[i].name,
+                       p[i].value, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A configuration with s's properties and callbacks, or NULL with err
+ * naming the property librdkafka rejected. */
+static rd_kafka_conf_t *make_conf(const struct kinfer_kafka_setup *s, char *err,
+                                  size_t errsize)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const struct kinfer_kafka_prop base = {"bootstrap.servers", s->brokers};
+    if (set_all(conf, &base, 1, "--brokers: ", err, errsize) != 0 ||
+        set_all(conf, s->defaults, s->n_defaults, "", err, errsize) != 0 ||
+        set_all(conf, s->user, s->n_user, "-X ", err, errsize) != 0 ||
+        set_all(conf, s->fixed, s->n_fixed, "", err, errsize) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    const struct kinfer_kafka_events *ev = s->events;
+    /* librdkafka's opaque is not const; the callbacks only read it. */
+    rd_kafka_conf_set_opaque(conf, (void *)ev);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    if (ev != NULL && ev->delivered != NULL && s->role == KINFER_KAFKA_PRODUCER)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    if (ev != NULL && ev->rebalance != NULL && s->role == KINFER_KAFKA_CONSUMER)
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    return conf;
+}
+
+enum kinfer_err kinfer_kafka_new(const struct kinfer_kafka_setup *s,
+                                 rd_kafka_t **out, char *err, size_t errsize)
+{
+    rd_kafka_conf_t *conf = make_conf(s, err, errsize);
+    if (conf == NULL)
+        return KINFER_ERR_CONFIG;
+    int consumer = s->role == KINFER_KAFKA_CONSUMER;
+    char why[512];
+    rd_kafka_t *rk =
+        rd_kafka_new(consumer ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, conf,
+                     why, sizeof why);
+    if (rk == NULL) {
+        /* rd_kafka_new leaves conf to us when it fails. */
+        rd_kafka_conf_destroy(conf);
+        kinfer_fmt(err, errsize, "creating the Kafka %s: %s",
+                   consumer ? "consumer" : "producer", why);
+        return KINFER_ERR_CONFIG;
+    }
+    if (consumer)
+        rd_kafka_poll_set_consumer(rk);
+    *out = rk;
+    return KINFER_OK;
+}
+
+enum kinfer_err kinfer_kafka_topic_metadata(rd_kafka_t *rk, const char *topic,
+                                            int timeout_ms,
+                                            const struct rd_kafka_metadata **md,
+                                            char *err, size_t errsize)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rkt == NULL) {
+        kinfer_fmt(err, errsize, "topic '%s': %s", topic,
+                   rd_kafka_err2str(rd_kafka_last_error()));
+        return KINFER_ERR_KAFKA;
+    }
+    const struct rd_kafka_metadata *got = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &got, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kinfer_fmt(err, errsize, "metadata for topic '%s': %s", topic,
+                   rd_kafka_err2str(e));
+        return KINFER_ERR_KAFKA;
+    }
+    if (got->topic_cnt != 1 || got->topics[0].err != 0) {
+        kinfer_fmt(err, errsize, "topic '%s': %s", topic,
+                   got->topic_cnt == 1 ? rd_kafka_err2str(got->topics[0].err)
+                                       : "no metadata");
+        rd_kafka_metadata_destroy(got);
+        return KINFER_ERR_NOT_FOUND;
+    }
+    *md = got;
+    return KINFER_OK;
+}
+
+enum kinfer_err kinfer_kafka_warm(rd_kafka_t *rk, const char *topic,
+                                  int timeout_ms, char *err, size_t errsize)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    enum kinfer_err rc =
+        kinfer_kafka_topic_metadata(rk, topic, timeout_ms, &md, err, errsize);
+    if (rc == KINFER_OK)
+        rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+rd_kafka_resp_err_t kinfer_kafka_produce(rd_kafka_t *rk,
+                                         const struct kinfer_kafka_msg *m)
+{
+    /* librdkafka documents RD_KAFKA_V_HEADERS for a list, not for NULL:
+     * pass it only when there is one. */
+    if (m->headers == NULL)
+        return rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(m->value, m->len), RD_KAFKA_V_MSGFLAGS(m->flags),
+            RD_KAFKA_V_OPAQUE(m->opaque), RD_KAFKA_V_END);
+    return rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(m->value, m->len), RD_KAFKA_V_MSGFLAGS(m->flags),
+        RD_KAFKA_V_HEADERS(m->headers), RD_KAFKA_V_OPAQUE(m->opaque),
+        RD_KAFKA_V_END);
+}

@@ -1,0 +1,123 @@
+/* The Kafka layer: what kinfer's programs do with librdkafka that is not
+ * specific to one of them -- creating consumer and producer handles from
+ * kinfer's settings and the user's -X properties, routing librdkafka's log
+ * and error callbacks into kinfer's log, learning a topic's partitions,
+ * and producing one message with headers.
+ *
+ * A Kafka module: its whole job is Kafka, so librdkafka types appear here
+ * by design.  In the library and the programs, the only other code that
+ * may include this header (or librdkafka) is another Kafka module: the
+ * worker (lib/worker*.c) and kinfer-produce's producer/run.c.
+ *
+ * Any thread may call these functions, within each handle's own rules
+ * (only the poll thread touches a consumer). */
+#ifndef KINFER_SHARED_KAFKA_H
+#define KINFER_SHARED_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "kinfer/error.h"
+#include "kinfer/kafka_prop.h"
+
+enum kinfer_kafka_role {
+    KINFER_KAFKA_CONSUMER, /* served by rd_kafka_consumer_poll */
+    KINFER_KAFKA_PRODUCER, /* served by rd_kafka_poll / rd_kafka_flush */
+    /* A transactional producer (exactly-once) will be a third role: a
+     * producer with transactional.id whose creation also runs
+     * rd_kafka_init_transactions. */
+};
+
+/* What a handle reports to its owner.  The handle borrows this struct: it
+ * must stay valid, unchanged, until the handle is destroyed.  Callbacks run
+ * on whichever thread serves the handle at the time. */
+struct kinfer_kafka_events {
+    void *owner; /* passed to the callbacks below */
+    /* Set to 1 (never back to 0) when librdkafka reports a fatal error,
+     * after one log line; NULL: only logged.  Other errors are transient
+     * (a broker down, ...): librdkafka retries and they are logged as
+     * warnings. */
+    atomic_int *fatal;
+    /* Producers: every delivery report, success or not; m and its payload
+     * are borrowed for the call, m->_private is the message's opaque.  NULL:
+     * no delivery reports. */
+    void (*delivered)(void *owner, const rd_kafka_message_t *m);
+    /* Consumers: the rebalance callback (see rd_kafka_conf_set_rebalance_cb
+     * for its duties).  NULL: librdkafka assigns and revokes by itself. */
+    void (*rebalance)(void *owner, rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *parts);
+};
+
+/* How to build one handle.  Properties are applied in this order, a later
+ * one winning over an earlier one of the same name:
+ *   bootstrap.servers = brokers, then defaults[] (kinfer's choices), then
+ *   user[] (-X: the user wins over kinfer's defaults), then fixed[] (what
+ *   kinfer's own options decide, such as group.id from --group).
+ * Every string is borrowed for the call. */
+struct kinfer_kafka_setup {
+    enum kinfer_kafka_role role;
+    const char *brokers;
+    const struct kinfer_kafka_prop *defaults;
+    size_t n_defaults;
+    const struct kinfer_kafka_prop *user;
+    size_t n_user;
+    const struct kinfer_kafka_prop *fixed;
+    size_t n_fixed;
+    const struct kinfer_kafka_events *events; /* borrowed; see above */
+};
+
+/* Create a handle for s.  librdkafka's log lines go to kinfer's log and
+ * its errors to s->events as described there.  A consumer's main queue is
+ * redirected to its consumer queue, so rd_kafka_consumer_poll serves both.
+ * On KINFER_OK *out is the handle; the caller destroys it (rd_kafka_destroy
+ * or _destroy_flags).  KINFER_ERR_CONFIG with err naming the cause when a
+ * property is rejected ("-X linger.ms=abc: ...") or the handle cannot be
+ * created; *out untouched. */
+enum kinfer_err kinfer_kafka_new(const struct kinfer_kafka_setup *s,
+                                 rd_kafka_t **out, char *err, size_t errsize)
+    __attribute__((warn_unused_result));
+
+/* Ask rk for topic's metadata, waiting up to timeout_ms.  On KINFER_OK *md
+ * describes exactly that topic (md->topics[0], known to the cluster); the
+ * caller frees it with rd_kafka_metadata_destroy.  Otherwise *md is
+ * untouched and err says why: KINFER_ERR_KAFKA when the request failed,
+ * KINFER_ERR_NOT_FOUND when the cluster does not know the topic. */
+enum kinfer_err kinfer_kafka_topic_metadata(rd_kafka_t *rk, const char *topic,
+                                            int timeout_ms,
+                                            const struct rd_kafka_metadata **md,
+                                            char *err, size_t errsize)
+    __attribute__((warn_unused_result));
+
+/* Learn topic's partitions now (up to timeout_ms), before the first
+ * message: librdkafka 2.0.2 otherwise holds the first message to each
+ * partition of a new producer for up to a second.  Returns as
+ * kinfer_kafka_topic_metadata does. */
+enum kinfer_err kinfer_kafka_warm(rd_kafka_t *rk, const char *topic,
+                                  int timeout_ms, char *err, size_t errsize)
+    __attribute__((warn_unused_result));
+
+/* One message to produce.  flags says what happens to value:
+ * RD_KAFKA_MSG_F_COPY, librdkafka copies it; RD_KAFKA_MSG_F_FREE, it moves
+ * to librdkafka on success (malloc'd); 0, it stays borrowed until the
+ * message is delivered. */
+struct kinfer_kafka_msg {
+    const char *topic; /* borrowed for the call */
+    const void *key;   /* copied by librdkafka; NULL: no key */
+    size_t key_len;
+    void *value; /* NULL: no value */
+    size_t len;
+    int flags;
+    rd_kafka_headers_t *headers; /* NULL, or moves to librdkafka on success */
+    void *opaque;                /* the delivery report's m->_private */
+};
+
+/* Enqueue m on producer rk: one attempt, no waiting.  Returns the
+ * librdkafka error; on any error the caller still owns m->value (even with
+ * F_FREE) and m->headers.  RD_KAFKA_RESP_ERR__QUEUE_FULL means the local
+ * queue is full: serve or wait for delivery reports, then try again (each
+ * program has its own way to wait). */
+rd_kafka_resp_err_t kinfer_kafka_produce(rd_kafka_t *rk,
+                                         const struct kinfer_kafka_msg *m);
+
+#endif

@@ -1,0 +1,104 @@
+/* The worker's private state, shared by its three files:
+ *   worker.c          creates and frees it (handles, stage, tracker);
+ *   worker_consume.c  the poll thread: poll loop, dispatch, rebalance,
+ *                     flow control, offsets, shutdown;
+ *   worker_delivery.c jobs, results, error results, dead letters and the
+ *                     delivery-report thread.
+ * Private to lib/.  A Kafka module: librdkafka types appear here by design
+ * (see shared/kafka.h for the list of Kafka modules). */
+#ifndef KINFER_WORKER_INTERNAL_H
+#define KINFER_WORKER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "kinfer/stage.h"
+#include "kinfer/tracker.h"
+#include "kinfer/worker.h"
+#include "shared/kafka.h"
+
+/* One consumed request, from dispatch until its last message is delivered
+ * (or it is dropped).  Lifetime: polled -> tracked -> queued -> decoded and
+ * run -> 1 or 2 messages produced (result, plus a DLQ copy for rejected
+ * input) -> all delivered -> offset marked answered -> freed.  Created on
+ * the poll thread, then owned by whichever thread settles it last. */
+struct job {
+    struct kinfer_worker *w;
+    rd_kafka_message_t *msg; /* the request; freed when the job ends */
+    int32_t partition;
+    int64_t offset;
+    uint64_t gen;       /* tracker generation at dispatch */
+    atomic_int pending; /* produced messages not yet delivered */
+    atomic_int failed;  /* a delivery failed: do not mark answered */
+    char *id;           /* for a fallback error result; owned */
+    char *model_name;   /* likewise */
+};
+
+/* Fields are written once by kinfer_worker_new unless a note says
+ * otherwise; "poll thread only" fields need no lock. */
+struct kinfer_worker {
+    struct kinfer_worker_config cfg; /* strings borrowed from the caller */
+    const struct kinfer_models *models;
+    /* What both handles report to (shared/kafka.h); owner is this worker,
+     * fatal is &fatal below. */
+    struct kinfer_kafka_events events;
+    rd_kafka_t *consumer;       /* poll thread only */
+    rd_kafka_t *producer;       /* any thread */
+    struct kinfer_stage *stage; /* decodes, batches, runs the models */
+    struct kinfer_tracker *tracker;
+
+    pthread_t dr_thread;
+    int dr_started; /* main thread only */
+    atomic_int dr_stop;
+
+    atomic_int stop;    /* kinfer_worker_stop was called */
+    atomic_int abandon; /* shutdown deadline passed: skip queued jobs */
+    atomic_int fatal;   /* run must end with an error */
+
+    atomic_size_t in_flight;       /* jobs dispatched and not ended */
+    atomic_size_t in_flight_bytes; /* their message sizes */
+    int paused;                    /* poll thread only */
+    int close_abandoned;           /* consumer close timed out */
+    int assigned_once;             /* poll thread only: an assignment came */
+    int consumer_unsafe;           /* destroying it would crash (2.0.2) */
+
+    atomic_ullong consumed, answered, errors, dead_letters, failures;
+    int64_t last_stats_ms; /* poll thread only */
+    unsigned long long last_stats_consumed;
+};
+
+/* ------------------------------------------------- worker_delivery.c */
+
+/* A job for message m (ownership moves to the job) at tracker generation
+ * gen, counted in flight.  Poll thread. */
+struct job *kinfer_worker_job_new(struct kinfer_worker *w,
+                                  rd_kafka_message_t *m, uint64_t gen);
+
+/* End j without answering it: its offset stays uncommitted, so the
+ * request is consumed again later (by this or another member).  For a job
+ * that never reached the stage.  Any thread. */
+void kinfer_worker_job_drop(struct job *j);
+
+/* Fill *ops with the stage callbacks that turn each request's outcome into
+ * the messages to produce (arg = w). */
+void kinfer_worker_stage_ops(struct kinfer_worker *w,
+                             struct kinfer_stage_ops *ops);
+
+/* The producer's delivery-report callback (events.delivered). */
+void kinfer_worker_delivered_cb(void *owner, const rd_kafka_message_t *m);
+
+/* Start / stop the thread that serves the producer's delivery reports.
+ * Main thread.  Start returns 0 or pthread_create's error; stop joins the
+ * thread and is a no-op when none runs. */
+int kinfer_worker_dr_start(struct kinfer_worker *w);
+void kinfer_worker_dr_stop(struct kinfer_worker *w);
+
+/* -------------------------------------------------- worker_consume.c */
+
+/* The consumer's rebalance callback (events.rebalance).  Poll thread. */
+void kinfer_worker_rebalance_cb(void *owner, rd_kafka_t *rk,
+                                rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t *parts);
+
+#endif

@@ -165,6 +165,12 @@ static enum kinfer_err read_config(const char *path, char **text, char *err,
                    KINFER_REPO_MAX_CONFIG_BYTES);
         rc = KINFER_ERR_CONFIG;
     }
+    /* The text is handed on as a C string (json_loads, backends): a NUL
+     * inside would silently cut it short. */
+    if (rc == KINFER_OK && memchr(buf, '\0', len) != NULL) {
+        kinfer_fmt(err, errsize, "%s: NUL byte in the file", path);
+        rc = KINFER_ERR_CONFIG;
+    }
     if (rc != KINFER_OK) {
         free(buf);
         return rc;

@@ -593,7 +593,9 @@ enum kinfer_err kinfer_st_open(const char *path, struct kinfer_st **out,
         st_err(err, errsize, "%s: out of memory", path);
         return KINFER_ERR_NOMEM;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named as weights must not hang start-up; fstat
+     * below refuses anything but a regular file. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         st_err(err, errsize, "%s: cannot open: %s", path, strerror(errno));
         rc = KINFER_ERR_IO;

@@ -1,7 +1,8 @@
 /* Private to the request codec (codec_*.c, public side in
- * kinfer/request.h): the pieces its files share.  codec_text.c checks UTF-8
+ * kinfer/host.h): the pieces its files share.  codec_text.c checks UTF-8
  * and writes numbers as text, codec_lift.c is the numeric fast path that
- * codec_decode.c consults, codec_encode.c writes results.
+ * codec_decode.c consults, codec_encode.c writes results, codec_dtoa.cc
+ * (the one C++ file, header codec_dtoa.h) finds a number's digits.
  *
  * Threads: every function here is pure or works only on what the caller
  * passes, so any thread may call it on its own data. */
@@ -39,10 +40,14 @@ size_t kinfer_codec_utf8_prefix(const char *s, size_t n);
  * at most 64, never splitting a multi-byte character. */
 int kinfer_codec_echo_len(const char *s);
 
-/* A short "%g" text of v into buf[0..size) that reads back as exactly v
- * (as a float when is_float), with '.' as the decimal point whatever the
- * locale; -0 is written "-0.0" so a JSON reader keeps the sign. */
-void kinfer_codec_fmt_real(char *buf, size_t size, double v, int is_float);
+/* The shortest text of v that reads back as exactly v (as a float when
+ * is_float: v is then a float's value), in "%g" notation, into
+ * buf[0..size), NUL-terminated; at most 25 bytes with the NUL, so a
+ * buffer of 32 never cuts it.  '.' is the decimal point whatever the
+ * locale; -0 is written "-0.0" so a JSON reader keeps the sign.  v must be
+ * finite.  Returns the length written, without the NUL. */
+#define CODEC_REAL_TEXT 32
+size_t kinfer_codec_fmt_real(char *buf, size_t size, double v, int is_float);
 
 /* shape[0..ndim) as "[2,3]" ("[]" for none) into buf[0..size). */
 void kinfer_codec_fmt_shape(char *buf, size_t size, const int64_t *shape,
@@ -74,9 +79,9 @@ struct codec_lift {
 
 /* Scan the request s[0..n) (already checked: valid UTF-8, no NUL, bounded
  * depth; anything else about it may be wrong, strings unterminated
- * included) and lift every root."inputs"[i]."data" array of at least 16
- * plain JSON numbers into l (contents ignored).  Reads nothing at or past
- * s[n].  Returns 1 when something was lifted: l->text[0..l->len) is then
+ * included) and lift every root."inputs"[i]."data" array of plain JSON
+ * numbers (LIFT_MIN or more) into l (contents ignored).  Reads nothing at or
+ * past s[n].  Returns 1 when something was lifted: l->text[0..l->len) is then
  * the request with those arrays emptied, and the caller frees l with
  * kinfer_codec_lift_free.  Returns 0 when nothing was lifted and -1 when
  * out of memory; l then owns nothing. */

@@ -16,35 +16,58 @@
  * document, which would turn FP32 0.1 into 0.10000000149011612 and FP64
  * 0.1 into 0.10000000000000001, and it would need a json_t per element. */
 
+/* The most kinfer_result_encode allocates up front; a bigger result grows
+ * into its size, so a tensor whose count is wrong costs no large
+ * allocation before tensor_ok refuses it. */
+#define GUESS_MAX ((size_t)1 << 20)
+
 struct jbuf {
     char *p;
     size_t len, cap;
     int nomem;
 };
 
-static void jb_put(struct jbuf *b, const char *s, size_t n)
+/* Room for n more bytes at b->p + b->len; NULL once out of memory. */
+static char *jb_room(struct jbuf *b, size_t n)
 {
     if (b->nomem)
-        return;
+        return NULL;
     if (n > b->cap - b->len) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->len < n) {
             if (cap > SIZE_MAX / 2) {
                 b->nomem = 1;
-                return;
+                return NULL;
             }
             cap *= 2;
         }
         char *p = realloc(b->p, cap);
         if (p == NULL) {
             b->nomem = 1;
-            return;
+            return NULL;
         }
         b->p = p;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, s, n);
+    /* Nothing asked of an empty buffer: no arithmetic on NULL. */
+    return b->p ? b->p + b->len : NULL;
+}
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
+{
+    char *at = jb_room(b, n);
+    if (at == NULL)
+        return;
+    memcpy(at, s, n);
     b->len += n;
+}
+
+/* A real straight into the buffer: no copy, no strlen. */
+static void jb_real(struct jbuf *b, double v, int is_float)
+{
+    char *at = jb_room(b, CODEC_REAL_TEXT);
+    if (at != NULL)
+        b->len += kinfer_codec_fmt_real(at, CODEC_REAL_TEXT, v, is_float);
 }
 
 static void jb_puts(struct jbuf *b, const char *s)
@@ -129,15 +152,15 @@ static int jb_element(struct jbuf *b, const struct kinfer_tensor *t, size_t k)
         float f = ((const float *)t->data)[k];
         if (!isfinite(f))
             return -1;
-        kinfer_codec_fmt_real(num, sizeof num, f, 1);
-        break;
+        jb_real(b, f, 1);
+        return 0;
     }
     case KINFER_DTYPE_FP64: {
         double x = ((const double *)t->data)[k];
         if (!isfinite(x))
             return -1;
-        kinfer_codec_fmt_real(num, sizeof num, x, 0);
-        break;
+        jb_real(b, x, 0);
+        return 0;
     }
     case KINFER_DTYPE_BYTES: {
         const struct kinfer_bytes *e = (const struct kinfer_bytes *)t->data + k;
@@ -226,6 +249,18 @@ enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
     struct jbuf b = {0};
     int bad = 0, first = 1;
     const char *values[] = {id, model_name, model_version};
+    /* One allocation for the usual result instead of a doubling series:
+     * the longest text of each element plus a comma.  Only a first guess
+     * (names and bytes are not counted): the buffer still grows. */
+    size_t guess = 256 + CODEC_REAL_TEXT; /* jb_real asks for a full one */
+    for (size_t i = 0; i < n_outputs; i++) {
+        size_t per = outputs[i].dtype == KINFER_DTYPE_BYTES
+                         ? 16
+                         : CODEC_REAL_TEXT - 6; /* "-1.2345678901234567e-308" */
+        if (outputs[i].count < (GUESS_MAX - guess) / (per + 1))
+            guess += outputs[i].count * (per + 1);
+    }
+    jb_room(&b, guess);
     jb_put(&b, "{", 1);
     for (size_t i = 0; i < 3 && !bad; i++) {
         if (values[i] == NULL)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "codec_dtoa.h"
 
 /* Longest echo of a client-supplied string (datatype, input name) inside
  * an error message, in bytes. */
@@ -55,6 +56,17 @@ size_t kinfer_codec_utf8_prefix(const char *s, size_t n)
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
+        /* A request is nearly all ASCII: eight bytes at a time while no
+         * high bit is set (memcpy: no alignment assumed). */
+        uint64_t w;
+        while (n - i >= sizeof w) {
+            memcpy(&w, u + i, sizeof w);
+            if (w & 0x8080808080808080u)
+                break;
+            i += sizeof w;
+        }
+        if (i >= n)
+            break;
         size_t k = kinfer_codec_utf8_seq(u + i, n - i);
         if (k == 0)
             break;
@@ -77,38 +89,68 @@ int kinfer_codec_echo_len(const char *s)
 /* ------------------------------------------------------------------ */
 /* Numbers and shapes as text                                         */
 
-/* %.17g (%.9g) always reads back exactly; shorter texts are tried first
- * so 0.1 is sent as 0.1, not 0.10000000000000001.  For a normal number
- * the short form (15 or 6 digits) is tried, then 16 or 8, then 17 or 9;
- * subnormals carry fewer digits, so they start from 1 (5e-324, not
- * 4.94065645841247e-324).  The decimal point is forced to '.' in case
- * someone calls setlocale(). */
-void kinfer_codec_fmt_real(char *buf, size_t size, double v, int is_float)
+/* The shortest digits that read back exactly (codec_dtoa.cc), laid out
+ * the way "%g" would lay them out at a precision of max(digits, 15) (6 for
+ * FP32): plain notation for decimal exponents from -4 up to that
+ * precision, else d.ddde+XX with at least two exponent digits.  So 0.1 is
+ * sent as 0.1, 100 as 100 and 1e21 as 1e+21, as before, but each number
+ * costs one digit generation instead of snprintf and strtod per
+ * precision tried.  No locale is consulted. */
+size_t kinfer_codec_fmt_real(char *buf, size_t size, double v, int is_float)
 {
-    int subnormal = is_float ? fpclassify((float)v) == FP_SUBNORMAL
-                             : fpclassify(v) == FP_SUBNORMAL;
-    int prec = subnormal ? 1 : is_float ? 6 : 15;
-    int max = is_float ? 9 : 17;
-    for (; prec <= max; prec++) {
-        snprintf(buf, size, "%.*g", prec, v);
-        int same =
-            is_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v;
-        if (same)
-            break;
-        /* A normal number that needs more than the short form almost
-         * always needs all but the last digit or all of them (a model's
-         * outputs do): skip the precisions in between, which would each
-         * cost an snprintf and a strtod on the encoder's hot path.  The
-         * text can then be a digit longer than the shortest. */
-        if (!subnormal && prec < max - 2)
-            prec = max - 2;
+    char dig[CODEC_DTOA_DIGITS];
+    char text[40]; /* longest: "-0.0000" + 17 digits, or 17 + ".e+308" */
+    int point = 0, neg = 0;
+    int n = kinfer_codec_dtoa(v, is_float, dig, &point, &neg);
+    size_t len = 0;
+    if (neg)
+        text[len++] = '-';
+    int exp10 = point - 1; /* of the first digit */
+    int prec = n > (is_float ? 6 : 15) ? n : is_float ? 6 : 15;
+    if (v == 0) {
+        /* Jansson reads "-0" as the integer 0; "-0.0" keeps the sign. */
+        memcpy(text + len, neg ? "0.0" : "0", neg ? 3 : 1);
+        len += neg ? 3 : 1;
+    } else if (exp10 < -4 || exp10 >= prec) {
+        text[len++] = dig[0];
+        if (n > 1) {
+            text[len++] = '.';
+            memcpy(text + len, dig + 1, (size_t)n - 1);
+            len += (size_t)n - 1;
+        }
+        unsigned e = (unsigned)(exp10 < 0 ? -exp10 : exp10);
+        text[len++] = 'e';
+        text[len++] = exp10 < 0 ? '-' : '+';
+        if (e >= 100)
+            text[len++] = (char)('0' + e / 100);
+        text[len++] = (char)('0' + e / 10 % 10);
+        text[len++] = (char)('0' + e % 10);
+    } else if (point <= 0) {
+        /* 0.000ddd: at most four zeros after the point (exp10 >= -4). */
+        memcpy(text + len, "0.0000", (size_t)(2 - point));
+        len += (size_t)(2 - point);
+        memcpy(text + len, dig, (size_t)n);
+        len += (size_t)n;
+    } else if (point >= n) {
+        /* An integer: ddd000, fewer than prec digits in all. */
+        memcpy(text + len, dig, (size_t)n);
+        len += (size_t)n;
+        memset(text + len, '0', (size_t)(point - n));
+        len += (size_t)(point - n);
+    } else {
+        memcpy(text + len, dig, (size_t)point);
+        len += (size_t)point;
+        text[len++] = '.';
+        memcpy(text + len, dig + point, (size_t)(n - point));
+        len += (size_t)(n - point);
     }
-    for (char *p = buf; *p; p++)
-        if (*p == ',')
-            *p = '.';
-    /* Jansson reads "-0" as the integer 0; "-0.0" keeps the sign. */
-    if (v == 0 && signbit(v))
-        snprintf(buf, size, "-0.0");
+    if (size == 0)
+        return 0;
+    if (len >= size)
+        len = size - 1; /* cut short, as snprintf would */
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    return len;
 }
 
 void kinfer_codec_fmt_shape(char *buf, size_t size, const int64_t *shape,

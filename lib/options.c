@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kinfer/kafka_prop.h"
 #include "kinfer/log.h"
 #include "kinfer/options.h"
 #include "shared/util.h"
@@ -231,7 +232,9 @@ static enum kinfer_err parse_x(const char *arg, struct prop_list *props,
 {
     const char *eq = strchr(arg, '=');
     if (eq == NULL || eq == arg || eq[1] == '\0') {
-        kinfer_fmt(err, errsize, "-X: expected name=value, got '%s'", arg);
+        /* Without its '=' the argument may be "sasl.password:hunter2". */
+        kinfer_fmt(err, errsize, "-X: expected name=value, got '%s'",
+                   kinfer_kafka_prop_is_secret(arg) ? KINFER_REDACTED : arg);
         return KINFER_ERR_CONFIG;
     }
     prop_list_add(props, arg, (size_t)(eq - arg), eq + 1);
@@ -375,8 +378,12 @@ parse_line(struct kinfer_opts *o, const struct kinfer_optdef *defs,
         return KINFER_OK;
     char *eq = strchr(s, '=');
     if (eq == NULL || eq == s) {
-        kinfer_fmt(err, errsize, "%s:%u: expected 'key = value', got '%s'",
-                   path, lineno, s);
+        /* Not quoted: a config file is where secrets live, and a line
+         * without '=' may be "sasl.password: hunter2". */
+        kinfer_fmt(err, errsize,
+                   "%s:%u: expected 'key = value' (line not shown: it may "
+                   "hold a secret)",
+                   path, lineno);
         return KINFER_ERR_CONFIG;
     }
     *eq = '\0';

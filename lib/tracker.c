@@ -4,10 +4,12 @@
  *
  * Layout: partitions sit in an array sorted by id (a consumer owns tens to
  * hundreds, so a binary search beats hashing and keeps collect ordered).
- * Each holds a ring of (offset, done) entries in add order; since offsets
+ * Each holds a ring of (offset, state) entries in add order; since offsets
  * are added increasing, the ring is sorted and complete binary-searches it.
- * Done entries leave from the front only, so the ring holds everything from
- * the oldest unanswered offset up to the newest added one.
+ * Answered entries leave from the front only, so the ring holds everything
+ * from the oldest unanswered offset up to the newest added one.  A released
+ * entry (ended without an answer) is no longer in flight but stays, so the
+ * watermark stops below it until the partition is assigned afresh.
  *
  * Locking: one mutex, t->lock, guards every field below except where noted;
  * it is a leaf lock (the collect callback runs under it and must not call
@@ -26,9 +28,13 @@
 /* Smallest ring; also the floor below which it never shrinks. */
 #define RING_MIN 16
 
+/* An entry's state: in flight, answered, or released (ended without an
+ * answer: no longer running, but the watermark must never pass it). */
+enum entry_state { ENTRY_IN_FLIGHT, ENTRY_DONE, ENTRY_RELEASED };
+
 struct entry {
     int64_t offset;
-    bool done;
+    unsigned char state; /* enum entry_state */
 };
 
 struct part {
@@ -37,8 +43,8 @@ struct part {
     struct entry *ring; /* [cap] slots, cap a power of two */
     size_t cap;
     size_t head;        /* slot of the oldest entry */
-    size_t len;         /* entries held, done or not */
-    size_t in_flight;   /* entries held and not done */
+    size_t len;         /* entries held, in flight or ended */
+    size_t in_flight;   /* entries held and still in flight */
     int64_t last_added; /* -1 before the first add */
     int64_t watermark;  /* one past the last popped entry */
     bool moved;         /* watermark changed since the last collect */
@@ -194,7 +200,7 @@ enum kinfer_err kinfer_tracker_add(struct kinfer_tracker *t, int32_t partition,
         ring_resize(pt, 2 * pt->cap);
     struct entry *e = ring_at(pt, pt->len);
     e->offset = offset;
-    e->done = false;
+    e->state = ENTRY_IN_FLIGHT;
     pt->len++;
     pt->in_flight++;
     pt->last_added = offset;
@@ -221,9 +227,11 @@ static size_t ring_search(struct part *pt, int64_t offset)
     return pt->len;
 }
 
-enum kinfer_err kinfer_tracker_complete(struct kinfer_tracker *t,
-                                        int32_t partition, uint64_t gen,
-                                        int64_t offset)
+/* End the in-flight entry for offset with state (answered or released);
+ * only answered entries at the front move the watermark. */
+static enum kinfer_err entry_end(struct kinfer_tracker *t, int32_t partition,
+                                 uint64_t gen, int64_t offset,
+                                 enum entry_state state)
 {
     enum kinfer_err err = KINFER_ERR_NOT_FOUND;
 
@@ -232,12 +240,12 @@ enum kinfer_err kinfer_tracker_complete(struct kinfer_tracker *t,
     if (pt == NULL || pt->gen != gen)
         goto out;
     size_t i = ring_search(pt, offset);
-    if (i == pt->len || ring_at(pt, i)->done)
+    if (i == pt->len || ring_at(pt, i)->state != ENTRY_IN_FLIGHT)
         goto out;
 
-    ring_at(pt, i)->done = true;
+    ring_at(pt, i)->state = (unsigned char)state;
     pt->in_flight--;
-    while (pt->len > 0 && ring_at(pt, 0)->done) {
+    while (pt->len > 0 && ring_at(pt, 0)->state == ENTRY_DONE) {
         pt->watermark = ring_at(pt, 0)->offset + 1;
         pt->moved = true;
         pt->head = (pt->head + 1) & (pt->cap - 1);
@@ -252,6 +260,20 @@ enum kinfer_err kinfer_tracker_complete(struct kinfer_tracker *t,
 out:
     pthread_mutex_unlock(&t->lock);
     return err;
+}
+
+enum kinfer_err kinfer_tracker_complete(struct kinfer_tracker *t,
+                                        int32_t partition, uint64_t gen,
+                                        int64_t offset)
+{
+    return entry_end(t, partition, gen, offset, ENTRY_DONE);
+}
+
+enum kinfer_err kinfer_tracker_release(struct kinfer_tracker *t,
+                                       int32_t partition, uint64_t gen,
+                                       int64_t offset)
+{
+    return entry_end(t, partition, gen, offset, ENTRY_RELEASED);
 }
 
 size_t kinfer_tracker_revoke(struct kinfer_tracker *t, int32_t partition)

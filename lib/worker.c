@@ -4,7 +4,10 @@
  * and delivery reports in worker_delivery.c, the shared state in
  * worker_internal.h. */
 #include <stdlib.h>
+#include <time.h>
 
+#include "kinfer/log.h"
+#include "shared/thread.h"
 #include "shared/util.h"
 #include "worker_internal.h"
 
@@ -14,11 +17,31 @@ static const struct kinfer_kafka_prop consumer_defaults[] = {
     {"enable.auto.offset.store", "false"},
     {"auto.offset.reset", "earliest"},
     {"client.id", "kinfer-worker"},
+    /* Failover: a dead worker's partitions move after session.timeout.ms
+     * (librdkafka's default, 45 s, stalled them 45 s).  10 s is above the
+     * broker's default minimum (6 s) with room for a slow heartbeat; one
+     * heartbeat a second also makes the second step of a cooperative
+     * rebalance (handing revoked partitions to a joining worker) start
+     * within a second instead of three. */
+    {"session.timeout.ms", "10000"},
+    {"heartbeat.interval.ms", "1000"},
+    /* librdkafka's prefetch is the first bound on memory: at most 32 MiB
+     * queued in the consumer (default 64 MiB), refilled from 20,000
+     * messages down per partition (default 100,000).  The poll thread
+     * then bounds what is in flight (--max-in-flight, -bytes). */
+    {"queued.max.messages.kbytes", "32768"},
+    {"queued.min.messages", "20000"},
 };
 
+/* linger.ms=1 and no Nagle: a result waits at most 1 ms for a batch
+ * instead of 5, which took ~10 of the ~12 ms p50 end to end (both
+ * producers).  Under load batches still fill while requests are in
+ * flight: ~0.85x the drain rate of 5 ms, where linger.ms=0 halved it on a
+ * busy machine (issue 11; docs/configuration.md has the knobs). */
 static const struct kinfer_kafka_prop producer_defaults[] = {
     {"enable.idempotence", "true"},
-    {"linger.ms", "5"},
+    {"linger.ms", "1"},
+    {"socket.nagle.disable", "true"},
     /* Room for a dead-letter copy of any request under the default
      * --max-request-bytes plus its headers, and still under the broker's
      * default max.message.bytes (1048588). */
@@ -40,7 +63,12 @@ static enum kinfer_err make_handles(struct kinfer_worker *w, char *err,
         .delivered = kinfer_worker_delivered_cb,
         .rebalance = kinfer_worker_rebalance_cb,
     };
-    const struct kinfer_kafka_prop group = {"group.id", cfg->group};
+    /* --group and --instance-id, which -X cannot override. */
+    const struct kinfer_kafka_prop fixed[] = {
+        {"group.id", cfg->group},
+        {"group.instance.id", cfg->instance_id},
+    };
+    size_t n_fixed = cfg->instance_id != NULL && cfg->instance_id[0] ? 2 : 1;
     const struct kinfer_kafka_setup cs = {
         .role = KINFER_KAFKA_CONSUMER,
         .brokers = cfg->brokers,
@@ -48,8 +76,8 @@ static enum kinfer_err make_handles(struct kinfer_worker *w, char *err,
         .n_defaults = N_ELEMS(consumer_defaults),
         .user = cfg->props,
         .n_user = cfg->n_props,
-        .fixed = &group,
-        .n_fixed = 1,
+        .fixed = fixed,
+        .n_fixed = n_fixed,
         .events = &w->events,
     };
     const struct kinfer_kafka_setup ps = {
@@ -75,6 +103,7 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     struct kinfer_worker *w = kinfer_xcalloc(1, sizeof *w);
     w->cfg = *cfg;
     w->models = models;
+    kinfer_worker_flow_init(w);
     if (w->cfg.threads == 0)
         w->cfg.threads = 1;
     if (w->cfg.max_in_flight == 0)
@@ -126,6 +155,91 @@ void kinfer_worker_get_stats(const struct kinfer_worker *w,
     st->failures = atomic_load(&mw->failures);
 }
 
+/* Destroying a handle can hang inside librdkafka 2.0.2 with the broker
+ * down; the shutdown budget (--drain-timeout) has run out by then, so
+ * wait this long at most and leave the rest to process exit. */
+#define DESTROY_TIMEOUT_MS 1500
+
+/* The handles being destroyed on a helper thread; freed by whichever of
+ * the two threads finishes last. */
+struct destroyer {
+    rd_kafka_t *producer, *consumer;
+    int consumer_flags;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* with lock */
+    int done;            /* under lock */
+    int refs;            /* under lock */
+};
+
+static void destroyer_unref(struct destroyer *d)
+{
+    pthread_mutex_lock(&d->lock);
+    int last = --d->refs == 0;
+    pthread_mutex_unlock(&d->lock);
+    if (last) {
+        pthread_cond_destroy(&d->cond);
+        pthread_mutex_destroy(&d->lock);
+        free(d);
+    }
+}
+
+static void *destroyer_main(void *arg)
+{
+    struct destroyer *d = arg;
+    if (d->producer != NULL)
+        rd_kafka_destroy(d->producer);
+    if (d->consumer != NULL)
+        rd_kafka_destroy_flags(d->consumer, d->consumer_flags);
+    pthread_mutex_lock(&d->lock);
+    d->done = 1;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    destroyer_unref(d);
+    return NULL;
+}
+
+/* Destroy the handles within DESTROY_TIMEOUT_MS.  Returns 0, or -1 when
+ * the destruction still runs (on a detached thread that may still call
+ * the worker's callbacks, so the worker must not be freed). */
+static int destroy_handles(struct kinfer_worker *w)
+{
+    struct destroyer *d = kinfer_xcalloc(1, sizeof *d);
+    d->producer = w->producer;
+    d->consumer = w->consumer_unsafe ? NULL : w->consumer;
+    d->consumer_flags =
+        w->close_abandoned ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0;
+    d->refs = 2;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_t th;
+    if (kinfer_thread_start(&th, destroyer_main, d) != 0) {
+        /* No thread: destroy here, unbounded, rather than leak. */
+        d->refs = 1;
+        destroyer_main(d);
+        return 0;
+    }
+    pthread_detach(th);
+    struct timespec deadline;
+    kinfer_deadline(&deadline, DESTROY_TIMEOUT_MS);
+    pthread_mutex_lock(&d->lock);
+    while (!d->done &&
+           pthread_cond_timedwait(&d->cond, &d->lock, &deadline) == 0)
+        ;
+    int done = d->done;
+    pthread_mutex_unlock(&d->lock);
+    destroyer_unref(d);
+    if (!done)
+        kinfer_log(KINFER_LOG_WARN,
+                   "destroying the Kafka handles did not finish in %d ms; "
+                   "leaving them to process exit",
+                   DESTROY_TIMEOUT_MS);
+    return done ? 0 : -1;
+}
+
 void kinfer_worker_free(struct kinfer_worker *w)
 {
     if (w == NULL)
@@ -133,12 +247,9 @@ void kinfer_worker_free(struct kinfer_worker *w)
     /* Before the producer: the stage's last requests are produced. */
     kinfer_stage_free(w->stage);
     kinfer_worker_dr_stop(w);
-    if (w->producer != NULL)
-        rd_kafka_destroy(w->producer);
-    if (w->consumer != NULL && !w->consumer_unsafe)
-        rd_kafka_destroy_flags(
-            w->consumer,
-            w->close_abandoned ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
+    if (destroy_handles(w) != 0)
+        return; /* w stays allocated for the thread still destroying */
     kinfer_tracker_free(w->tracker);
+    kinfer_worker_flow_destroy(w);
     free(w);
 }

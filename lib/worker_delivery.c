@@ -1,17 +1,20 @@
 /* The worker's delivery side: each request's outcome, from the inference
  * stage's callbacks, becomes a result, an error result or a dead letter on
- * the producer; delivery reports count them, replace a message the broker
- * refuses for its size, and end the job, which marks its offset answered
- * in the tracker.  Jobs live here too: the last delivery frees them.
+ * the producer, shed to fit the message limits (docs/protocol.md, "Size
+ * limits"); delivery reports count them, re-send one the broker refuses
+ * for its size with the next part shed, and end the job, which marks its
+ * offset answered in the tracker.  Jobs live here too: the last delivery
+ * frees them.  Requests over the key and header caps are rejected here.
  *
  * Threads: the stage callbacks run on inference (or batcher timer)
  * threads; delivery reports on the delivery-report thread, or on the main
  * thread while it flushes the producer at shutdown.  A job is touched by
  * one of them at a time; its pending count decides which one ends it.
- * No lock of this file's own; the tracker's is taken in job_end, never
- * while calling librdkafka. */
+ * Locks: deferred_lock guards the deferred re-send list only and is never
+ * held while calling librdkafka; the tracker's is taken in job_end. */
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "kinfer/log.h"
@@ -47,6 +50,11 @@ static void job_end(struct job *j)
          * owner answers the request again, nothing to do here. */
         (void)kinfer_tracker_complete(w->tracker, j->partition, j->gen,
                                       j->offset);
+    } else {
+        /* Not running any more, so draining need not wait for it, but
+         * never committed: the partition's next owner answers it. */
+        (void)kinfer_tracker_release(w->tracker, j->partition, j->gen,
+                                     j->offset);
     }
     atomic_fetch_sub(&w->in_flight_bytes, j->msg->len);
     rd_kafka_message_destroy(j->msg);
@@ -54,6 +62,7 @@ static void job_end(struct job *j)
     free(j->model_name);
     free(j);
     atomic_fetch_sub(&w->in_flight, 1);
+    kinfer_worker_job_ended(w);
 }
 
 static void job_settle(struct job *j)
@@ -81,110 +90,338 @@ static void job_fail(struct job *j, const char *what, const char *why)
     job_settle(j);
 }
 
-/* ------------------------------------------------------------ producing */
-
-enum send_kind { SEND_RESULT, SEND_ERROR, SEND_DLQ, SEND_DLQ_STUB };
-
-/* What a message carries, so a delivery report can count it and replace it
- * when the broker refuses it for its size. */
-struct send_tag {
-    struct job *job;
-    enum send_kind kind;
-};
-
-static rd_kafka_headers_t *copy_headers(const rd_kafka_message_t *m)
-{
-    rd_kafka_headers_t *orig = NULL;
-    /* The message is owned by this job alone, so reading its headers from
-     * this thread is safe. */
-    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        orig != NULL)
-        return rd_kafka_headers_copy(orig);
-    return rd_kafka_headers_new(4);
-}
-
-static void add_source_headers(rd_kafka_headers_t *h, const struct job *j,
-                               const char *topic, const char *why)
-{
-    char num[32];
-    rd_kafka_header_add(h, "kinfer-error", -1, why, -1);
-    rd_kafka_header_add(h, "kinfer-source-topic", -1, topic, -1);
-    kinfer_fmt(num, sizeof num, "%" PRId32, j->partition);
-    rd_kafka_header_add(h, "kinfer-source-partition", -1, num, -1);
-    kinfer_fmt(num, sizeof num, "%" PRId64, j->offset);
-    rd_kafka_header_add(h, "kinfer-source-offset", -1, num, -1);
-}
-
-/* Produce one message of kind for j to topic, with the request's key and
- * headers -- plus headers saying why and from where when why is not NULL
- * (dead letters).  value and flags as in struct kinfer_kafka_msg.  Retries
- * while the producer's local queue is full.  Returns the librdkafka error;
- * on error nothing was sent and the caller still owns value. */
-static rd_kafka_resp_err_t send_msg(struct job *j, enum send_kind kind,
-                                    const char *topic, void *value, size_t len,
-                                    int flags, const char *why)
-{
-    struct kinfer_worker *w = j->w;
-    struct send_tag *tag = kinfer_xmalloc(sizeof *tag);
-    tag->job = j;
-    tag->kind = kind;
-    rd_kafka_headers_t *hdrs = copy_headers(j->msg);
-    if (why != NULL)
-        add_source_headers(hdrs, j, w->cfg.input_topic, why);
-    const struct kinfer_kafka_msg m = {
-        .topic = topic,
-        .key = j->msg->key,
-        .key_len = j->msg->key_len,
-        .value = value,
-        .len = len,
-        .flags = flags,
-        .headers = hdrs,
-        .opaque = tag,
-    };
-    rd_kafka_resp_err_t err;
-    for (;;) {
-        err = kinfer_kafka_produce(w->producer, &m);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            break;
-        /* Backpressure from the producer's local queue: wait for the
-         * delivery-report thread to drain it. */
-        struct timespec ts = {0, 2 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_headers_destroy(hdrs);
-        free(tag);
-    }
-    return err;
-}
-
 static int is_size_error(rd_kafka_resp_err_t err)
 {
     return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
            err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
 }
 
-static void send_error_result(struct job *j, const char *message);
+/* ------------------------------------------------------------ producing */
 
-/* Sends a success or error result.  buf moves to this function. */
+enum send_kind { SEND_RESULT, SEND_ERROR, SEND_DLQ };
+
+/* The parts of a message that may be dropped to make it fit, in the order
+ * they are dropped (docs/protocol.md, "Size limits"): the forwarded
+ * request headers, then a dead letter's copy of the request value, then
+ * the key.  A result is never cut: past its headers it becomes an error
+ * result. */
+enum {
+    SHED_HEADERS = 1,
+    SHED_VALUE = 2,
+    SHED_KEY = 4,
+};
+
+/* Room for the record framing and our own kinfer-* headers beyond their
+ * texts, above librdkafka's own estimate (varints at their widest), so a
+ * message we size as fitting is never refused locally. */
+#define RECORD_SLACK 1024
+
+/* One message to produce and, once produced, its delivery-report opaque:
+ * a delivery report that refuses it for its size sends it again with one
+ * more part shed.  Owned by whoever holds it: the sender, then librdkafka,
+ * then the delivery report, or the deferred list in between. */
+struct out {
+    struct job *job;
+    enum send_kind kind;
+    unsigned shed;     /* SHED_* parts left out */
+    char *value;       /* results: the encoded text, owned; NULL once
+                          librdkafka took it.  Dead letters use the request. */
+    size_t len;        /* results: value's length (kept after the hand-off) */
+    char why[512];     /* dead letters: the kinfer-error header */
+    struct out *next;  /* on the deferred list */
+    unsigned refusals; /* re-sent unchanged after a size refusal */
+};
+
+static unsigned shed_order(enum send_kind kind, size_t i)
+{
+    static const unsigned result[] = {SHED_HEADERS, 0};
+    static const unsigned error[] = {SHED_HEADERS, SHED_KEY, 0};
+    static const unsigned dlq[] = {SHED_HEADERS, SHED_VALUE, SHED_KEY, 0};
+    const unsigned *order = kind == SEND_RESULT  ? result
+                            : kind == SEND_ERROR ? error
+                                                 : dlq;
+    for (size_t k = 0; order[k] != 0; k++)
+        if (k == i)
+            return order[k];
+    return 0;
+}
+
+/* The next part o may shed, or 0 when nothing is left to shed. */
+static unsigned next_shed(const struct out *o)
+{
+    unsigned part;
+    for (size_t i = 0; (part = shed_order(o->kind, i)) != 0; i++)
+        if (!(o->shed & part))
+            return part;
+    return 0;
+}
+
+static const rd_kafka_headers_t *request_headers(const struct job *j)
+{
+    rd_kafka_headers_t *h = NULL;
+    /* The message is owned by this job alone, so reading its headers from
+     * this thread is safe. */
+    if (rd_kafka_message_headers(j->msg, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    return h;
+}
+
+/* Count and total bytes (names and values) of the request's headers. */
+static void headers_measure(const struct job *j, size_t *count, size_t *bytes)
+{
+    const rd_kafka_headers_t *h = request_headers(j);
+    *count = 0;
+    *bytes = 0;
+    if (h == NULL)
+        return;
+    const char *name;
+    const void *val;
+    size_t vlen;
+    for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &vlen) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++) {
+        *bytes += strlen(name) + vlen;
+        (*count)++;
+    }
+}
+
+static const void *out_value(const struct out *o, size_t *len)
+{
+    if (o->kind != SEND_DLQ) {
+        *len = o->len;
+        return o->value;
+    }
+    /* A dead letter is never a tombstone: a compacted dead-letter topic
+     * would delete the key's earlier dead letters.  An empty value with
+     * kinfer-tombstone (or kinfer-shed) says what the original held. */
+    if ((o->shed & SHED_VALUE) || o->job->msg->payload == NULL) {
+        *len = 0;
+        return "";
+    }
+    *len = o->job->msg->len;
+    return o->job->msg->payload;
+}
+
+/* o's size on the wire, over-estimated. */
+static size_t out_size(const struct out *o)
+{
+    const struct job *j = o->job;
+    size_t len;
+    (void)out_value(o, &len);
+    size_t size = RECORD_SLACK + len + strlen(o->why);
+    if (!(o->shed & SHED_KEY))
+        size += j->msg->key_len;
+    if (!(o->shed & SHED_HEADERS)) {
+        size_t n, bytes;
+        headers_measure(j, &n, &bytes);
+        size += bytes + 10 * n; /* two varints each, at their widest */
+    }
+    return size;
+}
+
+/* Shed parts of o, in order, until it fits the producer's limit.  Returns
+ * 1 when it fits. */
+static int out_fit(struct out *o)
+{
+    size_t limit = o->job->w->max_message_bytes;
+    while (out_size(o) > limit) {
+        unsigned part = next_shed(o);
+        if (part == 0)
+            return 0;
+        o->shed |= part;
+    }
+    return 1;
+}
+
+static rd_kafka_headers_t *out_headers(const struct out *o)
+{
+    const struct job *j = o->job;
+    const rd_kafka_headers_t *orig = request_headers(j);
+    rd_kafka_headers_t *h = !(o->shed & SHED_HEADERS) && orig != NULL
+                                ? rd_kafka_headers_copy(orig)
+                                : rd_kafka_headers_new(6);
+    if (o->kind == SEND_DLQ) {
+        char num[32];
+        rd_kafka_header_add(h, "kinfer-error", -1, o->why, -1);
+        rd_kafka_header_add(h, "kinfer-source-topic", -1, j->w->cfg.input_topic,
+                            -1);
+        kinfer_fmt(num, sizeof num, "%" PRId32, j->partition);
+        rd_kafka_header_add(h, "kinfer-source-partition", -1, num, -1);
+        kinfer_fmt(num, sizeof num, "%" PRId64, j->offset);
+        rd_kafka_header_add(h, "kinfer-source-offset", -1, num, -1);
+        if (j->msg->payload == NULL)
+            rd_kafka_header_add(h, "kinfer-tombstone", -1, "true", -1);
+    }
+    if (o->shed != 0) {
+        char list[32];
+        kinfer_fmt(list, sizeof list, "%s%s%s",
+                   o->shed & SHED_HEADERS ? "headers" : "",
+                   o->shed & SHED_VALUE ? ",value" : "",
+                   o->shed & SHED_KEY ? ",key" : "");
+        rd_kafka_header_add(h, "kinfer-shed", -1,
+                            list[0] == ',' ? list + 1 : list, -1);
+    }
+    return h;
+}
+
+/* Produce o once, shedding what it must to fit.  wait: retry while the
+ * producer's local queue is full (never on the delivery-report thread,
+ * which is what drains it); without it RD_KAFKA_RESP_ERR__QUEUE_FULL comes
+ * back.  On success o belongs to librdkafka until its delivery report.
+ * Otherwise o is still the caller's; MSG_SIZE_TOO_LARGE means nothing more
+ * can be shed. */
+static rd_kafka_resp_err_t out_produce(struct out *o, int wait)
+{
+    struct job *j = o->job;
+    struct kinfer_worker *w = j->w;
+    for (;;) {
+        if (!out_fit(o))
+            return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+        size_t len;
+        const void *value = out_value(o, &len);
+        rd_kafka_headers_t *hdrs = out_headers(o);
+        int own = o->kind != SEND_DLQ;
+        const struct kinfer_kafka_msg m = {
+            .topic =
+                o->kind == SEND_DLQ ? w->cfg.dlq_topic : w->cfg.output_topic,
+            .key = (o->shed & SHED_KEY) ? NULL : j->msg->key,
+            .key_len = (o->shed & SHED_KEY) ? 0 : j->msg->key_len,
+            .value = (void *)value,
+            .len = len,
+            .flags =
+                own ? RD_KAFKA_MSG_F_FREE : (len > 0 ? RD_KAFKA_MSG_F_COPY : 0),
+            .headers = hdrs,
+            .opaque = o,
+        };
+        /* Once enqueued, o and its value belong to librdkafka and the
+         * delivery report may free them at once: let go before. */
+        char *owned = o->value;
+        if (own)
+            o->value = NULL;
+        rd_kafka_resp_err_t err = kinfer_kafka_produce(w->producer, &m);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return err; /* o may be gone already */
+        o->value = owned;
+        rd_kafka_headers_destroy(hdrs);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && wait) {
+            /* Backpressure from the producer's local queue: wait for the
+             * delivery-report thread to drain it. */
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (!is_size_error(err))
+            return err;
+        /* Our estimate fell short of librdkafka's: shed one more part. */
+        unsigned part = next_shed(o);
+        if (part == 0)
+            return err;
+        o->shed |= part;
+    }
+}
+
+static void out_free(struct out *o)
+{
+    free(o->value);
+    free(o);
+}
+
+/* Nothing more can be shed and o is still too large (a broker limit far
+ * below ours): the request is answered by this log line alone.  Never
+ * fatal: stopping would only hand the same request to the next worker. */
+static void out_give_up(struct out *o)
+{
+    struct job *j = o->job;
+    kinfer_log(KINFER_LOG_ERROR,
+               "partition %" PRId32 " offset %" PRId64 ": the %s is too "
+               "large for the %s topic even with its headers%s and key "
+               "shed; it is not sent and the request counts as answered",
+               j->partition, j->offset,
+               o->kind == SEND_DLQ ? "dead letter" : "error result",
+               o->kind == SEND_DLQ ? "dead-letter" : "output",
+               o->kind == SEND_DLQ ? ", value" : "");
+    atomic_fetch_add(&j->w->failures, 1);
+    out_free(o);
+    job_settle(j);
+}
+
+static void defer(struct out *o);
+
+/* Turn result o, size bytes and too large for good, into an error result
+ * saying so.  Returns 0 when that failed and the job was failed (o is
+ * freed then). */
+static int result_to_error(struct out *o, size_t size)
+{
+    struct job *j = o->job;
+    char why[200];
+    kinfer_fmt(why, sizeof why,
+               "result is %zu bytes, over the largest message the producer "
+               "or the output topic accepts",
+               size);
+    char *buf = NULL;
+    size_t len = 0;
+    if (kinfer_error_encode(j->id, j->model_name, why, &buf, &len) !=
+        KINFER_OK) {
+        out_free(o);
+        job_fail(j, "encoding the error result", "out of memory");
+        return 0;
+    }
+    free(o->value);
+    o->value = buf;
+    o->len = len;
+    o->kind = SEND_ERROR;
+    /* A new, small message: it keeps whatever fits again. */
+    o->shed = 0;
+    return 1;
+}
+
+/* Produce o and see to every outcome: o is consumed.  wait as in
+ * out_produce; without it a full queue defers o to the delivery-report
+ * thread's loop. */
+static void out_send(struct out *o, int wait)
+{
+    rd_kafka_resp_err_t err = out_produce(o, wait);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        defer(o);
+        return;
+    }
+    struct job *j = o->job;
+    if (is_size_error(err) && o->kind == SEND_RESULT) {
+        if (result_to_error(o, o->len))
+            out_send(o, wait);
+        return;
+    }
+    if (is_size_error(err)) {
+        out_give_up(o);
+        return;
+    }
+    enum send_kind kind = o->kind;
+    out_free(o);
+    job_fail(j,
+             kind == SEND_DLQ ? "producing the dead letter"
+                              : "producing the result",
+             rd_kafka_err2str(err));
+}
+
+static struct out *out_new(struct job *j, enum send_kind kind)
+{
+    struct out *o = kinfer_xcalloc(1, sizeof *o);
+    o->job = j;
+    o->kind = kind;
+    return o;
+}
+
+/* Sends a success or error result.  buf moves to this function.
+ * Inference threads. */
 static void send_result(struct job *j, enum send_kind kind, char *buf,
                         size_t len)
 {
-    rd_kafka_resp_err_t err = send_msg(j, kind, j->w->cfg.output_topic, buf,
-                                       len, RD_KAFKA_MSG_F_FREE, NULL);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    free(buf);
-    if (is_size_error(err) && kind == SEND_RESULT) {
-        char why[160];
-        kinfer_fmt(why, sizeof why,
-                   "result is %zu bytes, over the producer's "
-                   "message.max.bytes",
-                   len);
-        send_error_result(j, why);
-        return;
-    }
-    job_fail(j, "producing the result", rd_kafka_err2str(err));
+    struct out *o = out_new(j, kind);
+    o->value = buf;
+    o->len = len;
+    out_send(o, 1);
 }
 
 static void send_error_result(struct job *j, const char *message)
@@ -199,35 +436,57 @@ static void send_error_result(struct job *j, const char *message)
     send_result(j, SEND_ERROR, buf, len);
 }
 
-/* When the DLQ topic refuses the original value for its size, a record
- * without the value still says what was rejected and where it is. */
-static void send_dlq_stub(struct job *j, const char *why)
-{
-    char text[600];
-    kinfer_fmt(text, sizeof text,
-               "%s (the original %zu-byte value was too large to copy to "
-               "the dead-letter topic)",
-               why, j->msg->len);
-    rd_kafka_resp_err_t err =
-        send_msg(j, SEND_DLQ_STUB, j->w->cfg.dlq_topic, NULL, 0, 0, text);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        job_fail(j, "producing the dead letter", rd_kafka_err2str(err));
-}
-
 /* The rejected request, byte for byte, with headers saying why and from
- * where. */
+ * where.  Inference threads. */
 static void send_dlq(struct job *j, const char *why)
 {
-    rd_kafka_resp_err_t err =
-        send_msg(j, SEND_DLQ, j->w->cfg.dlq_topic, j->msg->payload, j->msg->len,
-                 RD_KAFKA_MSG_F_COPY, why);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    if (is_size_error(err)) {
-        send_dlq_stub(j, why);
+    struct out *o = out_new(j, SEND_DLQ);
+    kinfer_fmt(o->why, sizeof o->why, "%s", why);
+    out_send(o, 1);
+}
+
+/* ------------------------------------------- deferred re-sends */
+
+/* A re-send the delivery-report thread could not enqueue (full queue) waits
+ * here; that thread retries the list between polls, so it never blocks on
+ * the queue it alone drains. */
+static void defer(struct out *o)
+{
+    struct kinfer_worker *w = o->job->w;
+    if (atomic_load(&w->dr_stop)) {
+        /* Past the final flush: nobody would send it; the request stays
+         * uncommitted and is answered by the partition's next owner. */
+        struct job *j = o->job;
+        out_free(o);
+        kinfer_worker_job_drop(j);
         return;
     }
-    job_fail(j, "producing the dead letter", rd_kafka_err2str(err));
+    pthread_mutex_lock(&w->deferred_lock);
+    o->next = w->deferred;
+    w->deferred = o;
+    pthread_mutex_unlock(&w->deferred_lock);
+}
+
+/* Try each deferred re-send once more.  Returns how many are still
+ * waiting.  Delivery-report thread. */
+static size_t retry_deferred(struct kinfer_worker *w)
+{
+    pthread_mutex_lock(&w->deferred_lock);
+    struct out *list = w->deferred;
+    w->deferred = NULL;
+    pthread_mutex_unlock(&w->deferred_lock);
+    while (list != NULL) {
+        struct out *o = list;
+        list = o->next;
+        o->next = NULL;
+        out_send(o, 0);
+    }
+    pthread_mutex_lock(&w->deferred_lock);
+    size_t n = 0;
+    for (struct out *o = w->deferred; o != NULL; o = o->next)
+        n++;
+    pthread_mutex_unlock(&w->deferred_lock);
+    return n;
 }
 
 /* ----------------------------------------------------- delivery reports */
@@ -242,76 +501,129 @@ static void count_delivered(struct kinfer_worker *w, enum send_kind kind)
         atomic_fetch_add(&w->errors, 1);
         break;
     case SEND_DLQ:
-    case SEND_DLQ_STUB:
         atomic_fetch_add(&w->dead_letters, 1);
         break;
     }
 }
 
-/* The "kinfer-error" header of a refused dead letter, so its stub says the
- * same; buf holds the copy. */
-static const char *dlq_reason(const rd_kafka_message_t *m, char *buf,
-                              size_t size)
+/* A message the broker refused leaves with the whole batch it travelled
+ * in, so a small message may only share the blame: it is re-sent as it
+ * is up to this many times (its large batch-mate is shed meanwhile)
+ * before it sheds parts itself. */
+#define INNOCENT_RETRIES 5
+
+/* Re-send o, which the broker refused for its size (the topic's
+ * max.message.bytes is below the producer's limit), with the next part
+ * shed -- or as it is when it is small enough to be innocent -- never
+ * waiting on the producer's queue.  m is o's delivery report. */
+static void resend_refused(struct out *o, const rd_kafka_message_t *m)
 {
-    rd_kafka_headers_t *h = NULL;
-    const void *v = NULL;
-    size_t vlen = 0;
-    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(h, "kinfer-error", &v, &vlen) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR)
-        return "rejected";
-    kinfer_fmt(buf, size, "%.*s", (int)vlen, (const char *)v);
-    return buf;
+    struct job *j = o->job;
+    if (o->kind != SEND_DLQ) {
+        o->value = kinfer_xmalloc(m->len ? m->len : 1);
+        memcpy(o->value, m->payload, m->len);
+        o->len = m->len;
+    }
+    size_t limit = j->w->max_message_bytes;
+    size_t innocent = limit / 16 < 65536 ? limit / 16 : 65536;
+    if (out_size(o) <= innocent && o->refusals < INNOCENT_RETRIES) {
+        o->refusals++;
+        out_send(o, 0);
+        return;
+    }
+    kinfer_log(KINFER_LOG_WARN,
+               "partition %" PRId32 " offset %" PRId64 ": the broker "
+               "refused a %zu-byte %s for its size; shedding",
+               j->partition, j->offset, m->len + m->key_len,
+               o->kind == SEND_DLQ ? "dead letter" : "result");
+    unsigned part = next_shed(o);
+    if (part == 0 && o->kind != SEND_RESULT) {
+        out_give_up(o);
+        return;
+    }
+    if (part == 0 && !result_to_error(o, m->len))
+        return;
+    o->shed |= part;
+    out_send(o, 0);
 }
 
 void kinfer_worker_delivered_cb(void *owner, const rd_kafka_message_t *m)
 {
     (void)owner;
-    struct send_tag *tag = m->_private;
-    struct job *j = tag->job;
-    enum send_kind kind = tag->kind;
-    free(tag);
+    struct out *o = m->_private;
+    struct job *j = o->job;
 
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        count_delivered(j->w, kind);
+        count_delivered(j->w, o->kind);
+        out_free(o);
         job_settle(j);
         return;
     }
-    if (is_size_error(m->err) && kind == SEND_RESULT) {
-        char why[160];
-        kinfer_fmt(why, sizeof why,
-                   "result is %zu bytes, over the output topic's "
-                   "max.message.bytes",
-                   m->len);
-        send_error_result(j, why);
+    if (is_size_error(m->err)) {
+        resend_refused(o, m);
         return;
     }
-    if (is_size_error(m->err) && kind == SEND_DLQ) {
-        char buf[512];
-        send_dlq_stub(j, dlq_reason(m, buf, sizeof buf));
+    if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+        m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+        /* Purged at the shutdown deadline: a normal outcome that the
+         * poll thread counts and reports; the request stays uncommitted. */
+        out_free(o);
+        kinfer_worker_job_drop(j);
         return;
     }
+    enum send_kind kind = o->kind;
+    out_free(o);
     job_fail(j,
-             kind == SEND_DLQ || kind == SEND_DLQ_STUB
-                 ? "delivering the dead letter"
-                 : "delivering the result",
+             kind == SEND_DLQ ? "delivering the dead letter"
+                              : "delivering the result",
              rd_kafka_err2str(m->err));
 }
 
 static void *dr_thread_main(void *arg)
 {
     struct kinfer_worker *w = arg;
-    while (!atomic_load(&w->dr_stop))
-        rd_kafka_poll(w->producer, 100);
+    size_t waiting = 0;
+    while (!atomic_load(&w->dr_stop)) {
+        rd_kafka_poll(w->producer, waiting > 0 ? 5 : 100);
+        waiting = retry_deferred(w);
+    }
     return NULL;
+}
+
+/* The largest message the producer sends (its message.max.bytes), less
+ * nothing: out_size over-estimates instead. */
+static size_t producer_max_bytes(rd_kafka_t *rk)
+{
+    char buf[32];
+    size_t size = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", buf, &size) !=
+        RD_KAFKA_CONF_OK)
+        return 1000000; /* librdkafka's default */
+    unsigned long long v = strtoull(buf, NULL, 10);
+    return v > 0 ? (size_t)v : 1000000;
 }
 
 int kinfer_worker_dr_start(struct kinfer_worker *w)
 {
-    int rc = kinfer_thread_start(&w->dr_thread, dr_thread_main, w);
-    if (rc == 0)
-        w->dr_started = 1;
-    return rc;
+    /* The delivery side's settings, before any job can read them. */
+    struct kinfer_worker_config *c = &w->cfg;
+    if (c->max_key_bytes == 0)
+        c->max_key_bytes = KINFER_DEFAULT_MAX_KEY_BYTES;
+    if (c->max_header_bytes == 0)
+        c->max_header_bytes = KINFER_DEFAULT_MAX_HEADER_BYTES;
+    if (c->max_headers == 0)
+        c->max_headers = KINFER_DEFAULT_MAX_HEADERS;
+    w->max_message_bytes = producer_max_bytes(w->producer);
+    int rc = pthread_mutex_init(&w->deferred_lock, NULL);
+    if (rc != 0)
+        return rc;
+    rc = kinfer_thread_start(&w->dr_thread, dr_thread_main, w);
+    if (rc != 0) {
+        pthread_mutex_destroy(&w->deferred_lock);
+        return rc;
+    }
+    w->dr_started = 1;
+    return 0;
 }
 
 void kinfer_worker_dr_stop(struct kinfer_worker *w)
@@ -320,6 +632,19 @@ void kinfer_worker_dr_stop(struct kinfer_worker *w)
         return;
     atomic_store(&w->dr_stop, 1);
     pthread_join(w->dr_thread, NULL);
+    /* Re-sends still waiting have nobody to serve their delivery reports
+     * now: their requests stay uncommitted for the partition's next owner
+     * (only a shutdown past its flush deadline gets here). */
+    struct out *o = w->deferred;
+    w->deferred = NULL;
+    while (o != NULL) {
+        struct out *next = o->next;
+        struct job *j = o->job;
+        out_free(o);
+        kinfer_worker_job_drop(j);
+        o = next;
+    }
+    pthread_mutex_destroy(&w->deferred_lock);
     w->dr_started = 0;
 }
 
@@ -337,14 +662,59 @@ static void job_names(struct job *j, const struct kinfer_request *req)
                                                    : j->w->cfg.default_model);
 }
 
+/* Why j breaks a cap on its key or headers (into why), or NULL.  The value
+ * has its own cap, checked by the decoder. */
+static const char *over_caps(const struct job *j, char *why, size_t size)
+{
+    const struct kinfer_worker_config *c = &j->w->cfg;
+    size_t n, bytes;
+    headers_measure(j, &n, &bytes);
+    if (j->msg->key_len > c->max_key_bytes)
+        kinfer_fmt(why, size,
+                   "request key is %zu bytes, over the limit of %zu "
+                   "(--max-key-bytes)",
+                   j->msg->key_len, c->max_key_bytes);
+    else if (n > c->max_headers)
+        kinfer_fmt(why, size,
+                   "request has %zu headers, over the limit of %zu "
+                   "(--max-headers)",
+                   n, c->max_headers);
+    else if (bytes > c->max_header_bytes)
+        kinfer_fmt(why, size,
+                   "request headers are %zu bytes, over the limit of %zu "
+                   "(--max-header-bytes)",
+                   bytes, c->max_header_bytes);
+    else
+        return NULL;
+    return why;
+}
+
+static void reject(struct job *j, const char *why)
+{
+    kinfer_log(KINFER_LOG_DEBUG,
+               "partition %" PRId32 " offset %" PRId64 " rejected: %s",
+               j->partition, j->offset, why);
+    atomic_store(&j->pending, 2);
+    send_error_result(j, why);
+    send_dlq(j, why);
+}
+
 static int stage_admit(void *job, void *arg)
 {
     struct kinfer_worker *w = arg;
-    if (!atomic_load(&w->abandon))
+    struct job *j = job;
+    if (atomic_load(&w->abandon)) {
+        /* Shutting down past the deadline: leave it unanswered and
+         * uncommitted; the partition's next owner answers it. */
+        kinfer_worker_job_drop(j);
+        return 0;
+    }
+    char why[200];
+    if (over_caps(j, why, sizeof why) == NULL)
         return 1;
-    /* Shutting down past the deadline: leave it unanswered and
-     * uncommitted; the partition's next owner answers it. */
-    kinfer_worker_job_drop(job);
+    /* Not decoded at all: the answer names no request id. */
+    j->model_name = kinfer_xstrdup(w->cfg.default_model);
+    reject(j, why);
     return 0;
 }
 
@@ -354,12 +724,7 @@ static void stage_rejected(void *job, const struct kinfer_request *req,
     struct job *j = job;
     (void)arg;
     job_names(j, req);
-    kinfer_log(KINFER_LOG_DEBUG,
-               "partition %" PRId32 " offset %" PRId64 " rejected: %s",
-               j->partition, j->offset, why);
-    atomic_store(&j->pending, 2);
-    send_error_result(j, why);
-    send_dlq(j, why);
+    reject(j, why);
 }
 
 static void stage_unknown_model(void *job, const struct kinfer_request *req,

@@ -18,6 +18,8 @@
 #include "kinfer/worker.h"
 #include "shared/kafka.h"
 
+struct out;
+
 /* One consumed request, from dispatch until its last message is delivered
  * (or it is dropped).  Lifetime: polled -> tracked -> queued -> decoded and
  * run -> 1 or 2 messages produced (result, plus a DLQ copy for rejected
@@ -51,6 +53,11 @@ struct kinfer_worker {
     pthread_t dr_thread;
     int dr_started; /* main thread only */
     atomic_int dr_stop;
+    /* Re-sends the delivery-report thread could not enqueue (full local
+     * queue); it retries them between polls (worker_delivery.c). */
+    pthread_mutex_t deferred_lock;
+    struct out *deferred;     /* under deferred_lock */
+    size_t max_message_bytes; /* the producer's message.max.bytes */
 
     atomic_int stop;    /* kinfer_worker_stop was called */
     atomic_int abandon; /* shutdown deadline passed: skip queued jobs */
@@ -58,10 +65,20 @@ struct kinfer_worker {
 
     atomic_size_t in_flight;       /* jobs dispatched and not ended */
     atomic_size_t in_flight_bytes; /* their message sizes */
-    int paused;                    /* poll thread only */
-    int close_abandoned;           /* consumer close timed out */
-    int assigned_once;             /* poll thread only: an assignment came */
-    int consumer_unsafe;           /* destroying it would crash (2.0.2) */
+    /* The poll thread sleeps on flow_cond while in-flight work is over its
+     * bound; job ends signal it once below the low mark (worker_consume.c).
+     * flow_waiting says someone sleeps, so job ends skip the lock
+     * otherwise. */
+    pthread_mutex_t flow_lock;
+    pthread_cond_t flow_cond; /* with flow_lock */
+    atomic_int flow_waiting;
+    int64_t over_since_ms;    /* poll thread only: over the bound since; 0 no */
+    int64_t stop_deadline_ms; /* main thread: end of the shutdown budget */
+    int paused;               /* poll thread only */
+    int close_abandoned;      /* consumer close timed out */
+    int assigned_once;        /* poll thread only: an assignment came */
+    struct kinfer_kafka_watch watch; /* poll thread only: connect timeout */
+    int consumer_unsafe;             /* destroying it would crash (2.0.2) */
 
     atomic_ullong consumed, answered, errors, dead_letters, failures;
     int64_t last_stats_ms; /* poll thread only */
@@ -89,12 +106,23 @@ void kinfer_worker_stage_ops(struct kinfer_worker *w,
 void kinfer_worker_delivered_cb(void *owner, const rd_kafka_message_t *m);
 
 /* Start / stop the thread that serves the producer's delivery reports.
- * Main thread.  Start returns 0 or pthread_create's error; stop joins the
- * thread and is a no-op when none runs. */
+ * Start also settles the delivery side's settings (caps, the producer's
+ * message.max.bytes).  Main thread.  Start returns 0 or pthread_create's error;
+ * stop joins the thread and is a no-op when none runs. */
 int kinfer_worker_dr_start(struct kinfer_worker *w);
 void kinfer_worker_dr_stop(struct kinfer_worker *w);
 
 /* -------------------------------------------------- worker_consume.c */
+
+/* A job ended (answered, dropped or failed): wake the poll thread when it
+ * waits for in-flight work to drain below the low mark.  Any thread; cheap
+ * when nobody waits. */
+void kinfer_worker_job_ended(struct kinfer_worker *w);
+
+/* Set up / tear down flow_lock and flow_cond.  Main thread, in
+ * kinfer_worker_new and kinfer_worker_free. */
+void kinfer_worker_flow_init(struct kinfer_worker *w);
+void kinfer_worker_flow_destroy(struct kinfer_worker *w);
 
 /* The consumer's rebalance callback (events.rebalance).  Poll thread. */
 void kinfer_worker_rebalance_cb(void *owner, rd_kafka_t *rk,

@@ -303,7 +303,7 @@ for ((n = 1; n <= WORKERS; n++)); do
     # Own session: a --keep fleet outlives this script and its terminal.
     args=(--brokers "$BOOTSTRAP" --group "$GROUP" --stats-interval 5
           --model-repo "$MODELS/models" --plugin "$PLUGIN")
-    show "$WORKER_BIN" "${args[@]}" ">$LOGS/worker-$n.log" "&"
+    show "$WORKER_BIN" "${args[@]}" ">$LOGS/worker-$n.log" "2>&1" "&"
     setsid "$WORKER_BIN" "${args[@]}" >"$LOGS/worker-$n.log" 2>&1 &
     WORKER_PIDS+=("$!")
     printf '%s\n' "$!" >"$LOGS/worker-$n.pid"

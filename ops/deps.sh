@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake pkg-config          # toolchain
     librdkafka-dev libjansson-dev             # kinfer's libraries
+    libdouble-conversion-dev                  # shortest float text
     libopenblas-dev libfasttext-dev fasttext  # model backends
     python3 python3-numpy                     # reference models, tooling
     libcmocka-dev clang-format                # tests, style check

@@ -32,11 +32,22 @@ usage: ops/kafka.sh COMMAND [ARGS]
   fetch
       Download Kafka $KAFKA_VERSION jars into \$KINFER_KAFKA_HOME/libs
       (default ~/.cache/kinfer/kafka-$KAFKA_VERSION).  Instant when cached.
-  start --dir DIR [--port PORT]
+  start --dir DIR [--port PORT] [--sasl-ssl]
       Start a single-node KRaft broker whose state lives in DIR (created if
       missing).  Picks free loopback ports unless --port is given.  Prints
-      "127.0.0.1:PORT" once the broker answers metadata requests.  When DIR's
-      broker already runs, just prints its address.
+      "127.0.0.1:PORT" (the PLAINTEXT listener) once the broker answers
+      metadata requests.  When DIR's broker already runs, just prints its
+      address.
+      --sasl-ssl adds a second listener, SASL_SSL with SCRAM-SHA-512, on a
+      free port, with a throw-away CA and server certificate made by
+      openssl at each start, and a SCRAM user "kinfer" with a random
+      password.  It writes (and keeps PLAINTEXT for the tools):
+        DIR/sasl-ssl.bootstrap        its 127.0.0.1:PORT
+        DIR/tls/ca.pem                the CA clients must trust
+        DIR/tls/other-ca.pem          a CA that signed nothing (tests)
+        DIR/sasl/password             the user's password (mode 600)
+        DIR/sasl/client.properties    the client settings as "key = value"
+                                      lines (librdkafka, kinfer --config)
   create-topic (--dir DIR | --bootstrap HOST:PORT) NAME PARTITIONS
   create-topic (--dir DIR | --bootstrap HOST:PORT) NAME:PARTITIONS...
       Create topics (replication factor 1) unless they exist, then wait
@@ -110,6 +121,7 @@ cmd_fetch() {
 OPT_DIR=""
 OPT_PORT=""
 OPT_BOOTSTRAP=""
+OPT_SASL_SSL=0
 ARGS=()
 
 parse_opts() {
@@ -125,6 +137,7 @@ parse_opts() {
         --bootstrap) [[ $# -ge 2 ]] || die "--bootstrap needs a value"
             OPT_BOOTSTRAP="$2"; shift 2 ;;
         --bootstrap=*) OPT_BOOTSTRAP="${1#--bootstrap=}"; shift ;;
+        --sasl-ssl) OPT_SASL_SSL=1; shift ;;
         --) shift; ARGS+=("$@"); break ;;
         -h|--help) usage; exit 0 ;;
         -*) die "unknown option '$1'" ;;
@@ -238,18 +251,26 @@ cluster_id() {
     printf '%s\n' "$id"
 }
 
+# Writes DIR/server.properties; a fourth argument, a port, adds the
+# SASL_SSL listener (make_tls first).
 write_properties() {
-    local dir="$1" port="$2" cport="$3"
+    local dir="$1" port="$2" cport="$3" sport="${4:-}"
+    local listeners="PLAINTEXT://127.0.0.1:$port"
+    local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    [[ -z "$sport" ]] || {
+        listeners="$listeners,SASL_SSL://127.0.0.1:$sport"
+        protocols="$protocols,SASL_SSL:SASL_SSL"
+    }
     cat >"$dir/server.properties.tmp" <<EOF
 # Written by ops/kafka.sh: single-node KRaft broker+controller for tests.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/data
 
 # One node: every internal topic has one replica.
@@ -275,7 +296,109 @@ num.network.threads=2
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=4000
 EOF
+    if [[ -n "$sport" ]]; then
+        # PEM keystore (Kafka >= 2.7): key and chain in one file, the key
+        # unencrypted, so no ssl.key.password and no keytool.
+        cat >>"$dir/server.properties.tmp" <<EOF
+
+# --sasl-ssl: SCRAM-SHA-512 over TLS; the certificate is made per start.
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/server.keystore.pem
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+    org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+    fi
     mv "$dir/server.properties.tmp" "$dir/server.properties"
+}
+
+# The PLAINTEXT listener's port in properties file $1 (empty if none).
+plain_port() {
+    prop "$1" advertised.listeners |
+        sed -n 's|.*PLAINTEXT://[^,]*:\([0-9][0-9]*\).*|\1|p'
+}
+
+# The SASL_SSL listener's port in properties file $1 (empty if none).
+sasl_port() {
+    prop "$1" advertised.listeners |
+        sed -n 's|.*SASL_SSL://[^,]*:\([0-9][0-9]*\).*|\1|p'
+}
+
+# A fresh throw-away CA and a server certificate for 127.0.0.1/localhost
+# signed by it, in DIR/tls (ECDSA P-256: quick to make).  Clients trust
+# DIR/tls/ca.pem; DIR/tls/other-ca.pem signed nothing (for tests of a
+# failing handshake).
+make_tls() {
+    local tls="$1/tls"
+    need openssl
+    rm -rf "$tls"
+    mkdir -p "$tls"
+    chmod 700 "$tls"
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    {
+        openssl req -x509 "${ec[@]}" -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+            -days 30 -subj "/CN=kinfer throw-away test CA" &&
+        openssl req "${ec[@]}" -keyout "$tls/server.key" \
+            -out "$tls/server.csr" -subj "/CN=localhost" &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' \
+            >"$tls/server.ext" &&
+        openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" \
+            -CAkey "$tls/ca.key" -CAcreateserial -days 30 \
+            -extfile "$tls/server.ext" -out "$tls/server.pem" &&
+        (umask 077 && cat "$tls/server.key" "$tls/server.pem" \
+            >"$tls/server.keystore.pem") &&
+        openssl req -x509 "${ec[@]}" -keyout "$tls/other-ca.key" \
+            -out "$tls/other-ca.pem" -days 30 -subj "/CN=kinfer unrelated CA"
+    } >"$tls/openssl.log" 2>&1 ||
+        { cat "$tls/openssl.log" >&2; die "openssl could not make a test CA"; }
+}
+
+# The SCRAM user's password, made once per DIR (the credential lives in the
+# broker's metadata, so it must survive restarts).
+sasl_password() {
+    local sasl="$1/sasl"
+    mkdir -p "$sasl"
+    chmod 700 "$sasl"
+    if [[ ! -s "$sasl/password" ]]; then
+        (umask 077 && openssl rand -hex 16 >"$sasl/password.tmp") ||
+            die "openssl could not make a password"
+        mv "$sasl/password.tmp" "$sasl/password"
+    fi
+    cat "$sasl/password"
+}
+
+# Client settings for the SASL_SSL listener at $2, as "key = value" lines
+# that kinfer's --config and librdkafka-based tools read.
+write_client_properties() {
+    local dir="$1" sbootstrap="$2" pw
+    pw="$(sasl_password "$dir")"
+    (umask 077 && cat >"$dir/sasl/client.properties.tmp" <<EOF
+# Written by ops/kafka.sh start --sasl-ssl (throw-away test credentials).
+brokers = $sbootstrap
+security.protocol = SASL_SSL
+sasl.mechanisms = SCRAM-SHA-512
+sasl.username = kinfer
+sasl.password = $pw
+ssl.ca.location = $dir/tls/ca.pem
+EOF
+    ) && mv "$dir/sasl/client.properties.tmp" "$dir/sasl/client.properties"
+}
+
+# Make sure the SCRAM user exists when the broker was formatted before
+# --sasl-ssl was first used (a fresh DIR gets it at format time).
+ensure_scram_user() {
+    local dir="$1" bootstrap="$2" pw
+    [[ -f "$dir/sasl/scram-created" ]] && return 0
+    pw="$(sasl_password "$dir")"
+    log "adding SCRAM user kinfer through $bootstrap"
+    java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" \
+        -Dlog4j.configuration="file:$LOG4J" kafka.admin.ConfigCommand \
+        --bootstrap-server "$bootstrap" --alter --entity-type users \
+        --entity-name kinfer \
+        --add-config "SCRAM-SHA-512=[iterations=4096,password=$pw]" \
+        >"$dir/scram.log" 2>&1 ||
+        { cat "$dir/scram.log" >&2; die "could not add the SCRAM user"; }
+    touch "$dir/sasl/scram-created"
 }
 
 # Reads KEY=VALUE $2 from properties file $1.
@@ -325,8 +448,11 @@ cmd_start() {
     if pid="$(broker_pid "$dir")"; then
         bootstrap="$(cat "$dir/bootstrap" 2>/dev/null || true)"
         if [[ -z "$bootstrap" ]]; then
-            bootstrap="127.0.0.1:$(prop "$dir/server.properties" \
-                advertised.listeners | sed 's/.*://')"
+            bootstrap="127.0.0.1:$(plain_port "$dir/server.properties")"
+        fi
+        if ((OPT_SASL_SSL)) &&
+            [[ -z "$(sasl_port "$dir/server.properties")" ]]; then
+            die "broker in $dir runs without --sasl-ssl; stop it first"
         fi
         if [[ -n "$OPT_PORT" && "${bootstrap##*:}" != "$OPT_PORT" ]]; then
             log "warning: broker in $dir already runs on $bootstrap," \
@@ -348,8 +474,7 @@ cmd_start() {
     local port="$OPT_PORT" cport=""
     if [[ -f "$dir/server.properties" ]]; then
         local old cold
-        old="$(prop "$dir/server.properties" advertised.listeners)"
-        old="${old##*:}"
+        old="$(plain_port "$dir/server.properties")"
         cold="$(prop "$dir/server.properties" controller.quorum.voters)"
         cold="${cold##*:}"
         if [[ -z "$port" && "$old" =~ ^[0-9]+$ ]] && port_is_free "$old"; then
@@ -365,17 +490,33 @@ cmd_start() {
     port_is_free "$port" || die "port $port on 127.0.0.1 is already in use"
     bootstrap="127.0.0.1:$port"
 
-    write_properties "$dir" "$port" "$cport"
+    local sport="" scram=()
+    rm -f "$dir/sasl-ssl.bootstrap"
+    if ((OPT_SASL_SSL)); then
+        [[ -f "$dir/server.properties" ]] &&
+            sport="$(sasl_port "$dir/server.properties")"
+        if [[ ! "$sport" =~ ^[0-9]+$ ]] || ! port_is_free "$sport" ||
+            [[ "$sport" == "$port" || "$sport" == "$cport" ]]; then
+            sport="$(free_port "$port")"
+            [[ "$sport" != "$cport" ]] || sport="$(free_port "$cport")"
+        fi
+        make_tls "$dir"
+        write_client_properties "$dir" "127.0.0.1:$sport"
+        scram=(--add-scram
+               "SCRAM-SHA-512=[name=kinfer,password=$(sasl_password "$dir")]")
+    fi
+    write_properties "$dir" "$port" "$cport" "$sport"
     mkdir -p "$dir/data"
     if [[ ! -f "$dir/data/meta.properties" ]]; then
         log "formatting storage in $dir/data"
         if ! java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" \
             -Dlog4j.configuration="file:$LOG4J" kafka.tools.StorageTool \
             format -t "$(cluster_id)" -c "$dir/server.properties" \
-            --ignore-formatted >"$dir/format.log" 2>&1; then
+            "${scram[@]}" --ignore-formatted >"$dir/format.log" 2>&1; then
             cat "$dir/format.log" >&2
             die "formatting $dir/data failed"
         fi
+        ((${#scram[@]} == 0)) || touch "$dir/sasl/scram-created"
     fi
 
     log "starting Kafka $KAFKA_VERSION in $dir on $bootstrap"
@@ -409,6 +550,12 @@ cmd_start() {
         # Leave nothing behind: a half-started broker holds the ports.
         stop_broker "$dir" >/dev/null 2>&1 || true
         exit 1
+    fi
+    if [[ -n "$sport" ]]; then
+        ensure_scram_user "$dir" "$bootstrap"
+        printf '127.0.0.1:%s\n' "$sport" >"$dir/sasl-ssl.bootstrap"
+        log "SASL_SSL (SCRAM-SHA-512) listener on 127.0.0.1:$sport;" \
+            "client settings in $dir/sasl/client.properties"
     fi
     log "broker ready on $bootstrap in $(( $(now_ms) - t0 )) ms (pid $pid)"
     printf '%s\n' "$bootstrap"

@@ -83,6 +83,8 @@ static void print_text(const struct kprod_summary *s, FILE *f)
         fprintf(f, "sent %" PRIu64 "\n", s->sent);
     if (s->failed > 0)
         fprintf(f, "delivery failures %" PRIu64 "\n", s->failed);
+    if (s->skipped > 0)
+        fprintf(f, "skipped over-long lines %" PRIu64 "\n", s->skipped);
     fprintf(f, "throughput %.1f req/s over %.2f s\n", throughput(s),
             s->seconds);
     if (s->awaited) {
@@ -103,6 +105,8 @@ static void print_json(const struct kprod_summary *s, FILE *f)
 {
     fprintf(f, "{\"sent\":%" PRIu64 ",\"delivery_failures\":%" PRIu64, s->sent,
             s->failed);
+    if (s->skipped > 0)
+        fprintf(f, ",\"skipped_lines\":%" PRIu64, s->skipped);
     if (s->awaited)
         fprintf(f,
                 ",\"answered\":%" PRIu64 ",\"errors\":%" PRIu64

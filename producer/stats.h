@@ -35,6 +35,8 @@ int64_t kprod_percentile(const int64_t *sorted, size_t n, unsigned p);
 struct kprod_summary {
     uint64_t sent;         /* requests handed to the producer */
     uint64_t failed;       /* of which delivery failed */
+    uint64_t skipped;      /* over-long input lines, not sent; printed
+                              only when not 0 */
     int awaited;           /* --await: the fields below are meaningful */
     uint64_t answered;     /* requests with at least one result */
     uint64_t errors;       /* of the answered: results with an "error" */

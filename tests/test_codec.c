@@ -921,6 +921,160 @@ static void test_fp_round_trip(void **state)
     kinfer_tensor_clear(&t[1]);
 }
 
+/* Significant digits of a number's text: the digits before any exponent,
+ * leading and trailing zeros left out (80 has one). */
+static int sig_digits(const char *s, size_t n)
+{
+    int k = 0, upto_last_nonzero = 0, lead = 1;
+    for (size_t i = 0; i < n && s[i] != 'e'; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            continue;
+        if (lead && s[i] == '0')
+            continue;
+        lead = 0;
+        k++;
+        if (s[i] != '0')
+            upto_last_nonzero = k;
+    }
+    return upto_last_nonzero;
+}
+
+/* Check one element's text against v, independently of the encoder: it
+ * reads back bit for bit with strtod/strtof; no text with one digit fewer
+ * (the correctly rounded one) does; and it is exactly what "%.*g" prints
+ * at a precision of max(digits, 15) (6 for FP32; 1 for subnormals), -0
+ * aside. */
+static void check_number(const char *s, size_t n, double v, int is_float)
+{
+    char text[64], want[64], shorter[64];
+    assert_true(n > 0 && n < sizeof text);
+    memcpy(text, s, n);
+    text[n] = '\0';
+    if (is_float) {
+        float back = strtof(text, NULL), f = (float)v;
+        if (memcmp(&back, &f, sizeof f) != 0)
+            fail_msg("FP32 %a written %s reads back %a", v, text, back);
+    } else {
+        double back = strtod(text, NULL);
+        if (memcmp(&back, &v, sizeof v) != 0)
+            fail_msg("FP64 %a written %s reads back %a", v, text, back);
+    }
+    if (v == 0) {
+        assert_string_equal(text, signbit(v) ? "-0.0" : "0");
+        return;
+    }
+    int k = sig_digits(text, n);
+    /* A subnormal holds fewer digits than the floor: compare at its own
+     * (its exponent alone picks e-notation). */
+    int sub = is_float ? fpclassify((float)v) == FP_SUBNORMAL
+                       : fpclassify(v) == FP_SUBNORMAL;
+    int floor = sub ? 1 : is_float ? 6 : 15;
+    snprintf(want, sizeof want, "%.*g", k > floor ? k : floor, v);
+    if (strcmp(text, want) != 0)
+        fail_msg("%s %a written %s, %%g at %d digits gives %s",
+                 is_float ? "FP32" : "FP64", v, text, k, want);
+    if (k > 1) {
+        snprintf(shorter, sizeof shorter, "%.*e", k - 2, v);
+        int same = is_float ? strtof(shorter, NULL) == (float)v
+                            : strtod(shorter, NULL) == v;
+        if (same)
+            fail_msg("%a written %s but %s reads back too", v, text, shorter);
+    }
+}
+
+/* Encode t (FP32 or FP64, one dimension) and check every element's text. */
+static void check_encoded_numbers(const struct kinfer_tensor *t)
+{
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(kinfer_result_encode(NULL, NULL, NULL, t, 1, &out, &len),
+                     KINFER_OK);
+    const char *p = strstr(out, "\"data\":[");
+    assert_non_null(p);
+    p += 8;
+    int is_float = t->dtype == KINFER_DTYPE_FP32;
+    for (size_t i = 0; i < t->count; i++) {
+        size_t n = strcspn(p, ",]");
+        double v = is_float ? ((const float *)t->data)[i]
+                            : ((const double *)t->data)[i];
+        check_number(p, n, v, is_float);
+        assert_true(p[n] == (i + 1 < t->count ? ',' : ']'));
+        p += n + 1;
+    }
+    free(out);
+}
+
+static void test_fp_shortest(void **state)
+{
+    (void)state;
+    enum { N = 40000 };
+    int64_t sn[] = {N};
+    struct kinfer_tensor d, f;
+    make_tensor(&d, "d", KINFER_DTYPE_FP64, 1, sn, NULL);
+    make_tensor(&f, "f", KINFER_DTYPE_FP32, 1, sn, NULL);
+    double *dv = d.data;
+    float *fv = f.data;
+    /* Extremes, subnormals, the edges of plain notation, powers. */
+    const double dfixed[] = {DBL_MAX,
+                             -DBL_MAX,
+                             DBL_MIN,
+                             -DBL_MIN,
+                             DBL_TRUE_MIN,
+                             0x0.fffffffffffffp-1022,
+                             0.0,
+                             -0.0,
+                             1e-4,
+                             9.999999999999999e-5,
+                             1e15,
+                             1e16,
+                             1e17,
+                             123456789012345678.0,
+                             9007199254740993.0,
+                             0.1,
+                             0.3,
+                             2.0 / 3,
+                             5e-324,
+                             1e23,
+                             8.41e21,
+                             5e-310};
+    const float ffixed[] = {
+        FLT_MAX,       -FLT_MAX,         FLT_MIN, -FLT_MIN,
+        FLT_TRUE_MIN,  0x0.fffffep-126f, 0.0f,    -0.0f,
+        1e-4f,         9.9999997e-5f,    1e6f,    999999.94f,
+        16777216.0f,   16777218.0f,      0.1f,    1.0f / 3,
+        3.4028235e38f, 7.0e-45f,         1e-45f,  33554432.0f};
+    uint64_t x = 0x2545F4914F6CDD1Du;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint64_t bits = x;
+        uint32_t bits32 = (uint32_t)x;
+        /* A quarter with a zero exponent field: subnormals. */
+        if (i % 4 == 1) {
+            bits &= 0x800fffffffffffffu;
+            bits32 &= 0x807fffffu;
+        }
+        memcpy(&dv[i], &bits, sizeof bits);
+        memcpy(&fv[i], &bits32, sizeof bits32);
+        if (!isfinite(dv[i]))
+            dv[i] = ldexp(1.0, (int)(i % 2098) - 1074); /* powers of 2 */
+        if (!isfinite(fv[i]))
+            fv[i] = ldexpf(1.0f, (int)(i % 277) - 149);
+        /* Some short decimals, which the shortest form must find. */
+        if (i % 16 == 3) {
+            dv[i] = (double)(int64_t)(x % 2000001) / 1000.0;
+            fv[i] = (float)((int64_t)(x % 20001) - 10000) / 100.0f;
+        }
+    }
+    memcpy(dv, dfixed, sizeof dfixed);
+    memcpy(fv, ffixed, sizeof ffixed);
+    check_encoded_numbers(&d);
+    check_encoded_numbers(&f);
+    kinfer_tensor_clear(&d);
+    kinfer_tensor_clear(&f);
+}
+
 static void test_result_encode_refuses(void **state)
 {
     (void)state;
@@ -1184,7 +1338,9 @@ static void test_fast_path_matches_ordinary(void **state)
     (void)state;
     static const char *const dtypes[] = {"FP32", "FP64", "INT32", "INT64",
                                          "BOOL"};
-    static const int sizes[] = {15, 16, 17, 64, 301};
+    /* Small arrays too: the tiny requests are lifted from one value up. */
+    static const int sizes[] = {1, 2, 8, 15, 16, 17, 64, 301};
+    enum { N_SIZES = sizeof sizes / sizeof sizes[0] };
     enum { TOK = 40 };
     char *tokens = malloc(301 * TOK + 16);
     char *fast = malloc(301 * TOK + 1024), *slow = malloc(301 * TOK + 1024);
@@ -1193,7 +1349,7 @@ static void test_fast_path_matches_ordinary(void **state)
     assert_non_null(slow);
     int decoded = 0, refused = 0;
     for (int round = 0; round < 600; round++) {
-        int n = sizes[fp_next() % 5];
+        int n = sizes[fp_next() % N_SIZES];
         const char *dtype = dtypes[fp_next() % 5];
         /* Mostly clean integers for INT types, so success is common. */
         int ints_only = strncmp(dtype, "INT", 3) == 0 && fp_next() % 2;
@@ -1320,6 +1476,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_param_lookup),
         cmocka_unit_test(test_result_encode_exact),
         cmocka_unit_test(test_fp_round_trip),
+        cmocka_unit_test(test_fp_shortest),
         cmocka_unit_test(test_result_encode_refuses),
         cmocka_unit_test(test_error_encode),
         cmocka_unit_test(test_decode_errors_encode),

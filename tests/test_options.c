@@ -329,6 +329,23 @@ static void test_x_errors(void **state)
     parse_fails(ARGS("-X"), NULL, "-X: missing value");
 }
 
+/* A malformed -X whose text names a secret property is not echoed: it may
+ * be "name:value" or "name value" typed by mistake. */
+static void test_x_secret_not_echoed(void **state)
+{
+    (void)state;
+    static const char *const args[] = {"sasl.password:hunter2",
+                                       "ssl.key.password hunter2",
+                                       "SASL.USERNAME", "my.Token:hunter2"};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+        parse_fails(ARGS("-X", (char *)args[i]), NULL,
+                    "-X: expected name=value, got '[redacted]'");
+    }
+    /* A property without a secret-like name is still quoted. */
+    parse_fails(ARGS("-X", "linger.ms:5"), NULL,
+                "-X: expected name=value, got 'linger.ms:5'");
+}
+
 static void test_argv_errors(void **state)
 {
     (void)state;
@@ -490,14 +507,33 @@ static void test_config_no_equals(void **state)
 {
     struct conf *c = conf_write(state, "topic requests\n");
     parse_fails(ARGS(c->arg), NULL,
-                at(c, "1: expected 'key = value', got 'topic requests'"));
+                at(c, "1: expected 'key = value' (line not shown: it may "
+                      "hold a secret)"));
 }
 
 static void test_config_no_key(void **state)
 {
     struct conf *c = conf_write(state, "  = x\n");
     parse_fails(ARGS(c->arg), NULL,
-                at(c, "1: expected 'key = value', got '= x'"));
+                at(c, "1: expected 'key = value' (line not shown: it may "
+                      "hold a secret)"));
+}
+
+/* A bad line in a config file -- where secrets belong -- never shows its
+ * text: the error names the file and line only. */
+static void test_config_secret_line_not_quoted(void **state)
+{
+    struct conf *c = conf_write(state, "threads = 2\n"
+                                       "sasl.password: hunter2\n");
+    struct kinfer_opts *o = NULL;
+    char err[ERRSIZE] = "";
+    char *const *argv = ARGS(c->arg);
+    assert_int_equal(kinfer_opts_parse(defs, NDEFS, count_args(argv), argv,
+                                       NULL, &o, err, sizeof(err)),
+                     KINFER_ERR_CONFIG);
+    assert_null(strstr(err, "hunter2"));
+    assert_string_equal(err, at(c, "2: expected 'key = value' (line not "
+                                   "shown: it may hold a secret)"));
 }
 
 static void test_config_missing_file(void **state)
@@ -666,6 +702,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kafka_order, conf_setup,
                                         conf_teardown),
         cmocka_unit_test(test_x_errors),
+        cmocka_unit_test(test_x_secret_not_echoed),
         cmocka_unit_test(test_argv_errors),
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_int_errors_from_flag),
@@ -690,6 +727,8 @@ int main(void)
                                         conf_teardown),
         cmocka_unit_test_setup_teardown(test_config_no_key, conf_setup,
                                         conf_teardown),
+        cmocka_unit_test_setup_teardown(test_config_secret_line_not_quoted,
+                                        conf_setup, conf_teardown),
         cmocka_unit_test(test_config_missing_file),
         cmocka_unit_test(test_config_directory),
         cmocka_unit_test_setup_teardown(test_config_long_lines, conf_setup,

@@ -650,6 +650,87 @@ static void test_held_counts_entries_behind_a_gap(void **state)
     kinfer_tracker_free(t);
 }
 
+/* --- release ----------------------------------------------------------- */
+
+/* A released offset leaves the in-flight count but holds the watermark
+ * below it; answered offsets behind it wait, held, until reassignment. */
+static void test_release_holds_watermark(void **state)
+{
+    (void)state;
+    struct kinfer_tracker *t = tracker();
+    uint64_t gen = kinfer_tracker_assign(t, 3);
+    for (int64_t o = 10; o < 14; o++)
+        add(t, 3, o);
+    assert_int_equal(kinfer_tracker_complete(t, 3, gen, 10), KINFER_OK);
+    expect_one(t, 3, 11);
+    assert_int_equal(kinfer_tracker_release(t, 3, gen, 11), KINFER_OK);
+    assert_int_equal(kinfer_tracker_complete(t, 3, gen, 12), KINFER_OK);
+    assert_int_equal(kinfer_tracker_complete(t, 3, gen, 13), KINFER_OK);
+    /* Nothing runs any more, yet nothing past 11 may be stored. */
+    assert_int_equal(kinfer_tracker_in_flight(t, 3), 0);
+    assert_int_equal(kinfer_tracker_held(t), 3);
+    expect_none(t);
+    int32_t p = 3;
+    assert_int_equal(kinfer_tracker_wait_drained(t, &p, 1, 0), KINFER_OK);
+    /* Ended twice, or once in each way: the second call changes nothing. */
+    assert_int_equal(kinfer_tracker_release(t, 3, gen, 11),
+                     KINFER_ERR_NOT_FOUND);
+    assert_int_equal(kinfer_tracker_complete(t, 3, gen, 11),
+                     KINFER_ERR_NOT_FOUND);
+    assert_int_equal(kinfer_tracker_release(t, 3, gen, 12),
+                     KINFER_ERR_NOT_FOUND);
+    expect_none(t);
+    /* A stale generation is ignored, as for complete. */
+    add(t, 3, 20);
+    assert_int_equal(kinfer_tracker_release(t, 3, gen + 7, 20),
+                     KINFER_ERR_NOT_FOUND);
+    assert_int_equal(kinfer_tracker_in_flight(t, 3), 1);
+    /* A new assignment starts afresh: nothing held any more. */
+    uint64_t g2 = kinfer_tracker_assign(t, 3);
+    assert_int_equal(kinfer_tracker_held(t), 0);
+    add(t, 3, 11);
+    assert_int_equal(kinfer_tracker_complete(t, 3, g2, 11), KINFER_OK);
+    expect_one(t, 3, 12);
+    kinfer_tracker_free(t);
+}
+
+/* wait_drained returns as soon as the last in-flight offset is released
+ * from another thread: "drained" means nothing is running. */
+static void *releaser_main(void *opaque);
+
+struct releaser {
+    struct kinfer_tracker *t;
+    uint64_t gen;
+    enum kinfer_err err;
+};
+
+static void test_release_ends_wait_drained(void **state)
+{
+    (void)state;
+    struct kinfer_tracker *t = tracker();
+    uint64_t gen = kinfer_tracker_assign(t, 0);
+    add(t, 0, 5);
+    struct releaser r = {.t = t, .gen = gen, .err = KINFER_ERR_INVALID};
+    pthread_t th;
+    int64_t start = kinfer_now_ms();
+    assert_int_equal(pthread_create(&th, NULL, releaser_main, &r), 0);
+    assert_int_equal(kinfer_tracker_wait_drained(t, NULL, 0, LONG_WAIT_MS),
+                     KINFER_OK);
+    assert_true(kinfer_now_ms() - start < LONG_WAIT_MS);
+    pthread_join(th, NULL);
+    assert_int_equal(r.err, KINFER_OK);
+    assert_int_equal(kinfer_tracker_held(t), 1);
+    expect_none(t);
+    kinfer_tracker_free(t);
+}
+
+static void *releaser_main(void *opaque)
+{
+    struct releaser *r = opaque;
+    r->err = kinfer_tracker_release(r->t, 0, r->gen, 5);
+    return NULL;
+}
+
 static void test_free_null(void **state)
 {
     (void)state;
@@ -673,6 +754,8 @@ int main(void)
         cmocka_unit_test(test_model_single_thread),
         cmocka_unit_test(test_random_threads),
         cmocka_unit_test(test_held_counts_entries_behind_a_gap),
+        cmocka_unit_test(test_release_holds_watermark),
+        cmocka_unit_test(test_release_ends_wait_drained),
         cmocka_unit_test(test_free_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

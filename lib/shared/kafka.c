@@ -30,8 +30,16 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
             atomic_store(ev->fatal, 1);
         return;
     }
-    /* Transient (broker down, ...): librdkafka retries by itself. */
-    kinfer_log(KINFER_LOG_WARN, "%s: %s: %s", rd_kafka_name(rk),
+    /* librdkafka retries every other error by itself.  A refused login or
+     * TLS handshake does not heal that way, so it is an ERROR that names
+     * the cause; the connect timeout (kinfer_kafka_watch) ends the program
+     * if it persists.  librdkafka's reasons never quote the password. */
+    const char *cause = err == RD_KAFKA_RESP_ERR__AUTHENTICATION
+                            ? "authentication failed: "
+                        : err == RD_KAFKA_RESP_ERR__SSL ? "TLS failed: "
+                                                        : "";
+    kinfer_log(cause[0] != '\0' ? KINFER_LOG_ERROR : KINFER_LOG_WARN,
+               "%s: %s%s: %s", rd_kafka_name(rk), cause,
                rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
@@ -49,17 +57,42 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     ev->rebalance(ev->owner, rk, err, parts);
 }
 
+/* Copy text into out with every occurrence of secret replaced by
+ * KINFER_REDACTED: librdkafka's reasons may quote the rejected value. */
+static void redact_into(char *out, size_t outsize, const char *text,
+                        const char *secret)
+{
+    size_t k = strlen(secret), used = 0;
+    out[0] = '\0';
+    while (*text != '\0' && used + 1 < outsize) {
+        const char *hit = k > 0 ? strstr(text, secret) : NULL;
+        size_t plain = hit != NULL ? (size_t)(hit - text) : strlen(text);
+        kinfer_fmt(out + used, outsize - used, "%.*s%s", (int)plain, text,
+                   hit != NULL ? KINFER_REDACTED : "");
+        used += strlen(out + used);
+        text += plain + (hit != NULL ? k : 0);
+    }
+}
+
 static int set_all(rd_kafka_conf_t *conf, const struct kinfer_kafka_prop *p,
                    size_t n, const char *origin, char *err, size_t errsize)
 {
     for (size_t i = 0; i < n; i++) {
         char why[256];
-        if (rd_kafka_conf_set(conf, p[i].name, p[i].value, why, sizeof why) !=
-            RD_KAFKA_CONF_OK) {
+        if (rd_kafka_conf_set(conf, p[i].name, p[i].value, why, sizeof why) ==
+            RD_KAFKA_CONF_OK)
+            continue;
+        if (kinfer_kafka_prop_is_secret(p[i].name)) {
+            /* A mistyped secret property is still a secret: name it only. */
+            char safe[256];
+            redact_into(safe, sizeof safe, why, p[i].value);
+            kinfer_fmt(err, errsize, "%s%s=%s: %s", origin, p[i].name,
+                       KINFER_REDACTED, safe);
+        } else {
             kinfer_fmt(err, errsize, "%s%s=%s: %s", origin, p[i].name,
                        p[i].value, why);
-            return -1;
         }
+        return -1;
     }
     return 0;
 }
@@ -170,4 +203,49 @@ rd_kafka_resp_err_t kinfer_kafka_produce(rd_kafka_t *rk,
         RD_KAFKA_V_VALUE(m->value, m->len), RD_KAFKA_V_MSGFLAGS(m->flags),
         RD_KAFKA_V_HEADERS(m->headers), RD_KAFKA_V_OPAQUE(m->opaque),
         RD_KAFKA_V_END);
+}
+
+/* How often and how long kinfer_kafka_watch_check asks for metadata. */
+#define WATCH_PROBE_EVERY_MS 1000
+#define WATCH_PROBE_WAIT_MS 500
+
+void kinfer_kafka_watch_start(struct kinfer_kafka_watch *wd, int timeout_ms)
+{
+    int64_t now = kinfer_now_ms();
+    *wd = (struct kinfer_kafka_watch){
+        .timeout_ms = timeout_ms,
+        .start_ms = now,
+        .next_probe_ms = now,
+    };
+}
+
+int kinfer_kafka_watch_check(struct kinfer_kafka_watch *wd, rd_kafka_t *rk,
+                             int reached)
+{
+    if (wd->connected || wd->timeout_ms <= 0)
+        return 0;
+    int64_t now = kinfer_now_ms();
+    if (!reached && now >= wd->next_probe_ms) {
+        /* No topic named, none listed: any broker's answer will do. */
+        const struct rd_kafka_metadata *md = NULL;
+        reached = rd_kafka_metadata(rk, 0, NULL, &md, WATCH_PROBE_WAIT_MS) ==
+                  RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+        now = kinfer_now_ms();
+        wd->next_probe_ms = now + WATCH_PROBE_EVERY_MS;
+    }
+    if (reached) {
+        wd->connected = 1;
+        kinfer_log(KINFER_LOG_INFO, "%s: connected to the Kafka cluster",
+                   rd_kafka_name(rk));
+        return 0;
+    }
+    if (now - wd->start_ms < wd->timeout_ms)
+        return 0;
+    kinfer_log(KINFER_LOG_ERROR,
+               "%s: no successful connection to the Kafka cluster in %d s "
+               "(see the errors above: brokers, credentials, TLS); giving up",
+               rd_kafka_name(rk), wd->timeout_ms / 1000);
+    return -1;
 }

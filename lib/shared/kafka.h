@@ -1,8 +1,9 @@
 /* The Kafka layer: what kinfer's programs do with librdkafka that is not
  * specific to one of them -- creating consumer and producer handles from
  * kinfer's settings and the user's -X properties, routing librdkafka's log
- * and error callbacks into kinfer's log, learning a topic's partitions,
- * and producing one message with headers.
+ * and error callbacks into kinfer's log (never showing a secret property's
+ * value), learning a topic's partitions, producing one message with
+ * headers, and bounding the time to the first successful connection.
  *
  * A Kafka module: its whole job is Kafka, so librdkafka types appear here
  * by design.  In the library and the programs, the only other code that
@@ -17,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kinfer/error.h"
 #include "kinfer/kafka_prop.h"
@@ -119,5 +121,28 @@ struct kinfer_kafka_msg {
  * program has its own way to wait). */
 rd_kafka_resp_err_t kinfer_kafka_produce(rd_kafka_t *rk,
                                          const struct kinfer_kafka_msg *m);
+
+/* Bounds the time a handle may go without ever reaching the cluster, so
+ * that a wrong password, certificate or address ends the program (an
+ * orchestrator restarts it and alerts) instead of retrying silently
+ * forever.  Owned by whoever serves the handle; no locking. */
+struct kinfer_kafka_watch {
+    int timeout_ms;        /* 0 or less: never give up */
+    int64_t start_ms;      /* kinfer_now_ms() at _start */
+    int64_t next_probe_ms; /* next metadata request */
+    int connected;         /* a broker answered once: the watch is over */
+};
+
+/* Start watching now; timeout_ms <= 0 disables the bound. */
+void kinfer_kafka_watch_start(struct kinfer_kafka_watch *wd, int timeout_ms);
+
+/* Call often from the thread that serves rk (the poll thread for a
+ * consumer).  reached: the caller saw a success of its own (a group
+ * assignment).  Until the first success it asks for metadata at most once
+ * a second, waiting up to 500 ms.  Returns 0 while connected or within the
+ * bound; -1, after an ERROR line, once timeout_ms passed without any
+ * success (and on every later call until one comes). */
+int kinfer_kafka_watch_check(struct kinfer_kafka_watch *wd, rd_kafka_t *rk,
+                             int reached) __attribute__((warn_unused_result));
 
 #endif

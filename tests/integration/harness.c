@@ -1104,6 +1104,27 @@ void it_require_committed_at_end(struct it_ctx *ctx, const char *topic,
                    (long long)committed[p], (long long)end[p]);
 }
 
+int it_wait_committed_at_end(struct it_ctx *ctx, const char *topic,
+                             const char *group, int n, int64_t timeout_ms)
+{
+    int64_t end[64], committed[64];
+    int64_t deadline = it_now_ms() + timeout_ms;
+    if (n <= 0 || n > 64)
+        return -1;
+    for (;;) {
+        int behind = 0;
+        if (it_offsets(ctx, topic, group, n, end, committed) != 0)
+            behind = 1;
+        for (int p = 0; !behind && p < n; p++)
+            behind = committed[p] != end[p];
+        if (!behind)
+            return 0;
+        if (it_now_ms() >= deadline)
+            return -1;
+        nap_ms(200); /* between look-ups of a condition with a deadline */
+    }
+}
+
 int it_main(const char *name, int argc, char **argv, struct CMUnitTest *tests,
             size_t n)
 {

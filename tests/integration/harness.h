@@ -184,6 +184,13 @@ int it_offsets(struct it_ctx *ctx, const char *topic, const char *group, int n,
 void it_require_committed_at_end(struct it_ctx *ctx, const char *topic,
                                  const char *group, int n);
 
+/* Wait up to timeout_ms until group's committed offsets reach topic's end
+ * offsets on its n partitions (n <= 64).  0 when they did, -1 at the
+ * deadline.  For a worker that must re-answer and commit work whose results
+ * a killed predecessor already produced. */
+int it_wait_committed_at_end(struct it_ctx *ctx, const char *topic,
+                             const char *group, int n, int64_t timeout_ms);
+
 /* Wait until the broker reports at least min_members members in group
  * (polling DescribeConsumerGroups).  Returns the member count and sets
  * *state (may be NULL) to the group state's name ("PreparingRebalance",

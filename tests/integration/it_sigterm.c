@@ -18,8 +18,8 @@
 #include <cmocka.h>
 
 #define N_PARTITIONS 6
-#define DRAIN_TIMEOUT_S 30 /* the worker's default --drain-timeout */
-#define STOP_TIMEOUT_MS ((DRAIN_TIMEOUT_S + 15) * 1000)
+#define DRAIN_TIMEOUT_S 10 /* the worker's default --drain-timeout */
+#define STOP_TIMEOUT_MS ((DRAIN_TIMEOUT_S + 5) * 1000)
 
 static struct it_proc *spawn(struct it_ctx *ctx, const struct it_topics *t,
                              const char *label)
@@ -47,6 +47,10 @@ static int64_t stop(struct it_ctx *ctx, struct it_proc *p)
     int status = 0;
     int64_t ms = 0;
     char st[64];
+    /* A worker with nothing left to do is stopped at once: make sure its
+     * handler is in place so SIGTERM means "shut down", not "die". */
+    IT_REQUIRE(ctx, it_proc_wait_signal_ready(p, SIGTERM, 10000) == 0,
+               "%s installed no SIGTERM handler", it_proc_label(p));
     IT_REQUIRE(ctx, it_proc_signal(p, SIGTERM) == 0, "SIGTERM %s",
                it_proc_label(p));
     IT_REQUIRE(ctx, it_proc_wait(p, STOP_TIMEOUT_MS, &status, &ms) == 0,

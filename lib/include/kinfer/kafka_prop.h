@@ -12,4 +12,14 @@ struct kinfer_kafka_prop {
     const char *value;
 };
 
+/* 1 when a property named name may hold a secret, so its value must never
+ * appear in a log line or an error message (name it, show "[redacted]"):
+ * the name contains "password", "secret", "key" or "token", or starts with
+ * "sasl.", ignoring case.  0 otherwise, and for NULL.  name is borrowed.
+ * Any thread. */
+int kinfer_kafka_prop_is_secret(const char *name);
+
+/* Shown in place of a secret value. */
+#define KINFER_REDACTED "[redacted]"
+
 #endif

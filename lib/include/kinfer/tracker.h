@@ -3,8 +3,8 @@
  * safe to store and commit.
  *
  * Threads: kinfer_tracker_assign, _add, _revoke and _collect are called by
- * the poll thread only; kinfer_tracker_complete from any thread (the
- * producer's delivery-report thread); _wait_drained from the poll thread.
+ * the poll thread only; kinfer_tracker_complete and _release from any thread
+ * (the producer's delivery-report thread); _wait_drained from the poll thread.
  * One mutex inside protects everything.
  *
  * Memory is bounded by the number of offsets in flight, not the backlog.
@@ -47,6 +47,15 @@ enum kinfer_err kinfer_tracker_complete(struct kinfer_tracker *t,
                                         int32_t partition, uint64_t gen,
                                         int64_t offset);
 
+/* Mark offset ended without an answer (its job failed or was abandoned):
+ * it leaves the in-flight count, so kinfer_tracker_wait_drained no longer
+ * waits for it, but the watermark never passes it, so it is never
+ * committed (the request is consumed again by the partition's next
+ * owner).  Same returns and threads as kinfer_tracker_complete. */
+enum kinfer_err kinfer_tracker_release(struct kinfer_tracker *t,
+                                       int32_t partition, uint64_t gen,
+                                       int64_t offset);
+
 /* Stop tracking partition; later completions for it are dropped.  Returns
  * how many offsets were still in flight. */
 size_t kinfer_tracker_revoke(struct kinfer_tracker *t, int32_t partition);
@@ -64,9 +73,9 @@ size_t kinfer_tracker_collect(struct kinfer_tracker *t,
 /* Offsets in flight: for one partition, or for all when partition < 0. */
 size_t kinfer_tracker_in_flight(struct kinfer_tracker *t, int32_t partition);
 
-/* Entries held over all partitions: in flight, plus answered ones kept
- * behind an older unanswered offset.  This, not the in-flight count, is
- * the tracker's memory (16 bytes an entry). */
+/* Entries held over all partitions: in flight, plus answered and released
+ * ones kept behind an older unanswered offset.  This, not the in-flight count,
+ * is the tracker's memory (16 bytes an entry). */
 size_t kinfer_tracker_held(struct kinfer_tracker *t);
 
 /* Block until the partitions parts[0..n) (all partitions when n == 0) have

@@ -19,6 +19,8 @@
 struct kinfer_worker_config {
     const char *brokers; /* bootstrap.servers */
     const char *group;   /* group.id */
+    /* group.instance.id (static membership); NULL or "": dynamic. */
+    const char *instance_id;
     const char *input_topic;
     const char *output_topic;
     const char *dlq_topic;
@@ -26,15 +28,36 @@ struct kinfer_worker_config {
     size_t threads;             /* inference threads, >= 1 */
     size_t max_in_flight;       /* requests consumed and not yet answered */
     size_t max_in_flight_bytes; /* their total size */
-    int drain_timeout_ms;       /* shutdown / revocation wait */
-    int stats_interval_ms;      /* periodic stats log line; 0: off */
+    /* The shutdown budget: drain, flush, commit and leaving the group all
+     * fit in it (destroying the handles adds at most 1.5 s).  A revoke
+     * waits min(this, 1 s). */
+    int drain_timeout_ms;
+    int stats_interval_ms; /* periodic stats log line; 0: off */
+    /* End the run with an error when the consumer has not reached the
+     * cluster this long after start (bad credentials, TLS, addresses);
+     * 0: retry forever. */
+    int connect_timeout_ms;
     struct kinfer_limits limits;
+    /* Caps on the untrusted parts the value cap (limits) does not cover; a
+     * request over one gets an error result and a dead letter.  0 takes
+     * the KINFER_DEFAULT_MAX_* below. */
+    size_t max_key_bytes;    /* key length */
+    size_t max_header_bytes; /* header names plus values */
+    size_t max_headers;      /* header count */
     /* librdkafka properties, applied in order after kinfer's own, to both
      * the consumer and the producer (group.id always comes from group).
      * Borrowed. */
     const struct kinfer_kafka_prop *props;
     size_t n_props;
 };
+
+/* Keys are ids for partitioning and joins; headers carry trace context
+ * and correlation ids, well under 1 KiB in practice.  These leave room for
+ * generous baggage while keeping every answer far below the ~1 MB message
+ * limit even with the request's key and headers forwarded. */
+#define KINFER_DEFAULT_MAX_KEY_BYTES ((size_t)16384)
+#define KINFER_DEFAULT_MAX_HEADER_BYTES ((size_t)65536)
+#define KINFER_DEFAULT_MAX_HEADERS ((size_t)64)
 
 /* Counters, for logs and tests. */
 struct kinfer_worker_stats {

@@ -113,7 +113,7 @@ static const struct kinfer_optdef options[] = {
     {"max-in-flight-bytes", "KINFER_MAX_IN_FLIGHT_BYTES", KINFER_OPT_INT,
      "67108864", 1024, (long long)1 << 40, "BYTES",
      "Bytes of requests held at once (as --max-in-flight); librdkafka's "
-     "prefetch adds up to 32 MiB",
+     "prefetch adds up to 64 MiB",
      0},
     {"max-request-bytes", "KINFER_MAX_REQUEST_BYTES", KINFER_OPT_INT, "1000000",
      64, (long long)1 << 30, "BYTES",

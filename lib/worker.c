@@ -25,12 +25,11 @@ static const struct kinfer_kafka_prop consumer_defaults[] = {
      * within a second instead of three. */
     {"session.timeout.ms", "10000"},
     {"heartbeat.interval.ms", "1000"},
-    /* librdkafka's prefetch is the first bound on memory: at most 32 MiB
-     * queued in the consumer (default 64 MiB), refilled from 20,000
-     * messages down per partition (default 100,000).  The poll thread
-     * then bounds what is in flight (--max-in-flight, -bytes). */
-    {"queued.max.messages.kbytes", "32768"},
-    {"queued.min.messages", "20000"},
+    /* librdkafka's prefetch is the first bound on memory, at its own
+     * defaults: queued.max.messages.kbytes=65536, queued.min.messages=
+     * 100000.  Lowering them to 32768/20000 cut a tiny-request backlog
+     * drain from ~143k to ~37k req/s (tests/bench/e2e.sh): the fetcher
+     * then stalls behind the poll thread's own bound. */
 };
 
 /* linger.ms=1 and no Nagle: a result waits at most 1 ms for a batch

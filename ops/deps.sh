@@ -8,6 +8,8 @@ PACKAGES=(
     build-essential cmake pkg-config          # toolchain
     librdkafka-dev libjansson-dev             # kinfer's libraries
     libdouble-conversion-dev                  # shortest float text
+    libmicrohttpd-dev                         # /metrics and health (worker)
+    prometheus                                # promtool, scrape test
     libopenblas-dev libfasttext-dev fasttext  # model backends
     python3 python3-numpy                     # reference models, tooling
     libcmocka-dev clang-format                # tests, style check

@@ -1,7 +1,8 @@
 /* kinfer-produce: send inference requests (JSON Lines or synthetic `scale`
  * requests) to the input topic, optionally wait for the workers' results,
- * check them, and print counts, throughput and latency percentiles.  This
- * file parses options and signals; run.c does the Kafka work.
+ * check them, and print counts, throughput and latency percentiles; or,
+ * with --replay-dlq, send dead letters back to a request topic.  This
+ * file parses options and signals; run.c and replay.c do the Kafka work.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 
 #include "kinfer/log.h"
 #include "kinfer/options.h"
+#include "replay.h"
 #include "run.h"
 #include "shared/util.h"
 
@@ -31,7 +33,10 @@ static const struct kinfer_optdef defs[] = {
     {"brokers", "KINFER_BROKERS", KINFER_OPT_STRING, "127.0.0.1:9092", 0, 0,
      "LIST", "Kafka bootstrap brokers, host:port,...", 0},
     {"topic", "KINFER_INPUT_TOPIC", KINFER_OPT_STRING, "kinfer.requests", 0, 0,
-     "TOPIC", "topic the requests are sent to", 0},
+     "TOPIC",
+     "topic the requests are sent to (--replay-dlq: when not set, each "
+     "dead letter goes to its kinfer-source-topic)",
+     0},
     {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING, "kinfer.results",
      0, 0, "TOPIC", "topic the results arrive on", 0},
     {"input", NULL, KINFER_OPT_STRING, NULL, 0, 0, "FILE",
@@ -49,11 +54,18 @@ static const struct kinfer_optdef defs[] = {
     {"dtype", NULL, KINFER_OPT_STRING, "FP32", 0, 0, "TYPE",
      "datatype of the synthetic input: FP32 or FP64", 0},
     {"rate", NULL, KINFER_OPT_STRING, "0", 0, 0, "R",
-     "requests per second; 0 = as fast as possible", 0},
+     "open loop: requests per second; 0 = as fast as possible", 0},
+    {"concurrency", NULL, KINFER_OPT_INT, NULL, 1, 1000000, "N",
+     "closed loop: at most N requests sent and not yet answered; each "
+     "result lets the next one go.  Implies --await; excludes --rate",
+     0},
     {"await", NULL, KINFER_OPT_FLAG, NULL, 0, 0, NULL,
      "wait for the results, check them, report latency", 0},
     {"timeout", NULL, KINFER_OPT_INT, "60", 1, 7 * 86400, "S",
-     "with --await: seconds to wait for results after sending", 0},
+     "with --await: seconds to wait for results after sending; "
+     "--concurrency: for a free slot; --replay-dlq: for the next dead "
+     "letter",
+     0},
     {"header", NULL, KINFER_OPT_STRING, NULL, 0, 0, "NAME=VALUE",
      "add this Kafka header to every request", 0},
     {"max-line-bytes", NULL, KINFER_OPT_INT, DEFAULT_MAX_LINE, 1, 64LL << 20,
@@ -64,14 +76,30 @@ static const struct kinfer_optdef defs[] = {
      "no progress lines on stderr", 0},
     {"json", NULL, KINFER_OPT_FLAG, NULL, 0, 0, NULL,
      "print the summary as one JSON object", 0},
+    {"replay-dlq", NULL, KINFER_OPT_FLAG, NULL, 0, 0, NULL,
+     "send the dead letters of --dlq-topic back as requests (same key, "
+     "value and headers, minus kinfer-*); shed copies are skipped",
+     0},
+    {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0, 0,
+     "TOPIC", "--replay-dlq: the dead-letter topic to read", 0},
+    {"since", NULL, KINFER_OPT_STRING, NULL, 0, 0, "WHEN",
+     "--replay-dlq: only dead letters from WHEN on: epoch ms, or a time "
+     "back from now such as 90m, 2h, 1d (default: the beginning)",
+     0},
+    {"filter-error", NULL, KINFER_OPT_STRING, NULL, 0, 0, "TEXT",
+     "--replay-dlq: only dead letters whose kinfer-error contains TEXT", 0},
+    {"dry-run", NULL, KINFER_OPT_FLAG, NULL, 0, 0, NULL,
+     "--replay-dlq: print one line per dead letter, send nothing", 0},
 };
 #define NDEFS (sizeof defs / sizeof defs[0])
 
 static const char intro[] =
     "Send inference requests to Kafka and, with --await, wait for their\n"
     "results: count errors, check synthetic results, measure latency.\n"
+    "With --replay-dlq, send dead letters back to a request topic instead.\n"
     "Exit status: 0 when every request was delivered (and, with --await,\n"
-    "answered and right), 1 otherwise, 2 for bad options.";
+    "answered and right; with --replay-dlq, every dead letter read was\n"
+    "replayed or filtered out), 1 otherwise, 2 for bad options.";
 
 static volatile sig_atomic_t interrupted;
 
@@ -165,6 +193,15 @@ static int config_from_opts(const struct kinfer_opts *o, struct kprod_config *c,
         return -1;
     }
     c->await = kinfer_opts_get_flag(o, "await");
+    c->concurrency = (uint64_t)kinfer_opts_get_int(o, "concurrency");
+    if (c->concurrency > 0 && c->rate > 0) {
+        kinfer_fmt(err, errsize,
+                   "--concurrency (closed loop) and --rate (open loop) "
+                   "exclude each other");
+        return -1;
+    }
+    if (c->concurrency > 0)
+        c->await = 1; /* a closed loop runs on the answers */
     c->timeout_s = (int)kinfer_opts_get_int(o, "timeout");
     c->max_line = (size_t)kinfer_opts_get_int(o, "max-line-bytes");
     c->quiet = kinfer_opts_get_flag(o, "quiet");
@@ -191,6 +228,76 @@ static int header_from_opts(const struct kinfer_opts *o, struct kprod_config *c,
     return 0;
 }
 
+/* 1 when the user set name (flag, environment or config file). */
+static int given(const struct kinfer_opts *o, const char *name)
+{
+    const char *src = kinfer_opts_source(o, name);
+    return strcmp(src, "default") != 0 && strcmp(src, "unset") != 0;
+}
+
+/* Options of one mode given in the other: a usage error naming one. */
+static int check_modes(const struct kinfer_opts *o, char *err, size_t errsize)
+{
+    static const char *const send_only[] = {
+        "input", "generate",  "await",         "concurrency",
+        "rate",  "key-field", "max-line-bytes"};
+    static const char *const replay_only[] = {"since", "filter-error",
+                                              "dry-run"};
+    int replay = kinfer_opts_get_flag(o, "replay-dlq");
+    const char *const *names = replay ? send_only : replay_only;
+    size_t n = replay ? sizeof send_only / sizeof *send_only
+                      : sizeof replay_only / sizeof *replay_only;
+    for (size_t i = 0; i < n; i++) {
+        if (!given(o, names[i]))
+            continue;
+        kinfer_fmt(err, errsize, "--%s %s --replay-dlq", names[i],
+                   replay ? "does not apply with" : "needs");
+        return -1;
+    }
+    return 0;
+}
+
+static int replay_from_opts(const struct kinfer_opts *o,
+                            struct kprod_replay_config *c, char *err,
+                            size_t errsize)
+{
+    memset(c, 0, sizeof *c);
+    c->brokers = kinfer_opts_get(o, "brokers");
+    c->dlq_topic = kinfer_opts_get(o, "dlq-topic");
+    c->default_topic = kinfer_opts_get(o, "topic");
+    /* Given by the user (flag, env or file): every replay goes there. */
+    if (given(o, "topic"))
+        c->topic = c->default_topic;
+    c->since_ms = -1;
+    const char *since = kinfer_opts_get(o, "since");
+    if (since != NULL) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (kprod_parse_since(since, now_ms, &c->since_ms) != 0) {
+            kinfer_fmt(err, errsize,
+                       "--since: expected epoch milliseconds or a number "
+                       "with s, m, h or d, got '%s'",
+                       since);
+            return -1;
+        }
+    }
+    c->filter = kinfer_opts_get(o, "filter-error");
+    c->dry_run = kinfer_opts_get_flag(o, "dry-run");
+    c->timeout_s = (int)kinfer_opts_get_int(o, "timeout");
+    c->out = stdout;
+    return 0;
+}
+
+static int replay_exit_status(const struct kprod_replay_report *rep)
+{
+    const struct kprod_replay_summary *s = &rep->summary;
+    if (kprod_replay_lost(s) > 0 || !s->complete || s->interrupted ||
+        rep->kafka_fatal)
+        return EXIT_FAILED;
+    return EXIT_SUCCESS;
+}
+
 static int exit_status(const struct kprod_report *rep)
 {
     const struct kprod_summary *s = &rep->summary;
@@ -200,6 +307,22 @@ static int exit_status(const struct kprod_report *rep)
     if (s->awaited && (s->missing > 0 || s->wrong > 0))
         return EXIT_FAILED;
     return EXIT_SUCCESS;
+}
+
+static int run_replay(const struct kprod_replay_config *c, int json)
+{
+    char err[1024];
+    struct kprod_replay_report rep;
+    enum kinfer_err rc = kprod_replay(c, &rep, err, sizeof err);
+    if (rc == KINFER_ERR_CONFIG)
+        return usage_error(err);
+    if (rc != KINFER_OK) {
+        fprintf(stderr, "kinfer-produce: %s\n", err);
+        return EXIT_FAILED;
+    }
+    kprod_replay_summary_print(&rep.summary, json, stdout);
+    fflush(stdout);
+    return replay_exit_status(&rep);
 }
 
 int main(int argc, char **argv)
@@ -225,8 +348,13 @@ int main(int argc, char **argv)
         kinfer_opts_free(o);
         return EXIT_SUCCESS;
     }
-    if (config_from_opts(o, &c, err, sizeof err) != 0 ||
-        header_from_opts(o, &c, &header, err, sizeof err) != 0) {
+    struct kprod_replay_config rc_replay;
+    int replay = kinfer_opts_get_flag(o, "replay-dlq");
+    if (check_modes(o, err, sizeof err) != 0 ||
+        config_from_opts(o, &c, err, sizeof err) != 0 ||
+        header_from_opts(o, &c, &header, err, sizeof err) != 0 ||
+        (replay && replay_from_opts(o, &rc_replay, err, sizeof err) != 0)) {
+        free(header);
         kinfer_opts_free(o);
         return usage_error(err);
     }
@@ -239,6 +367,19 @@ int main(int argc, char **argv)
     c.n_kafka_props = nprops;
     c.stop = &interrupted;
     install_signals();
+
+    if (replay) {
+        rc_replay.header_name = c.header_name;
+        rc_replay.header_value = c.header_value;
+        rc_replay.kafka_props = props;
+        rc_replay.n_kafka_props = nprops;
+        rc_replay.stop = &interrupted;
+        status = run_replay(&rc_replay, kinfer_opts_get_flag(o, "json"));
+        free(props);
+        free(header);
+        kinfer_opts_free(o);
+        return status;
+    }
 
     struct kprod_report rep;
     enum kinfer_err rc = kprod_run(&c, &rep, err, sizeof err);

@@ -51,7 +51,9 @@ struct run {
     struct kprod_pending *pending; /* --await only */
     struct kprod_latencies lat;
     uint64_t sent, failed, answered, errors, wrong, duplicates;
-    uint64_t skipped; /* over-long input lines (main thread) */
+    uint64_t skipped;         /* over-long input lines (main thread) */
+    uint64_t max_outstanding; /* most outstanding at once (--await) */
+    int stalled; /* closed loop: no slot freed within --timeout (main) */
     int64_t last_answer_us;
     unsigned failures_logged, wrong_logged;
 };
@@ -133,11 +135,15 @@ static enum kinfer_err make_producer(struct run *r, char *err, size_t errsize)
     /* The worker's batching (lib/worker.c): 1 ms of linger keeps --await
      * latency low and batches still fill when sending as fast as possible;
      * -X linger.ms=... overrides it. */
-    static const struct kinfer_kafka_prop ours[] = {
+    struct kinfer_kafka_prop ours[] = {
         {"enable.idempotence", "true"},
         {"linger.ms", "1"},
         {"socket.nagle.disable", "true"},
     };
+    /* Closed loop: a request goes out only when an answer freed its slot,
+     * so there is nothing to batch and linger would only add latency. */
+    if (r->c->concurrency > 0)
+        ours[1].value = "0";
     enum kinfer_err rc =
         make_handle(r, KINFER_KAFKA_PRODUCER, ours, sizeof ours / sizeof *ours,
                     &r->producer, err, errsize);
@@ -270,7 +276,8 @@ static void on_result(struct run *r, const rd_kafka_message_t *m, int64_t now)
         r->wrong++;
         logged = ++r->wrong_logged;
     }
-    if (kprod_pending_outstanding(r->pending) == 0)
+    /* Closed loop: every answer may free the slot the sender waits on. */
+    if (r->c->concurrency > 0 || kprod_pending_outstanding(r->pending) == 0)
         pthread_cond_broadcast(&r->answered_cond);
     pthread_mutex_unlock(&r->lock);
 
@@ -368,6 +375,9 @@ static int send_one(struct run *r, const void *key, size_t keylen,
          * returns. */
         pthread_mutex_lock(&r->lock);
         kprod_pending_add(r->pending, key, keylen, kinfer_now_us(), gen_index);
+        uint64_t out = kprod_pending_outstanding(r->pending);
+        if (out > r->max_outstanding)
+            r->max_outstanding = out;
         pthread_mutex_unlock(&r->lock);
     }
     rd_kafka_resp_err_t e;
@@ -402,6 +412,48 @@ static int send_one(struct run *r, const void *key, size_t keylen,
     return not_sent ? -1 : 0;
 }
 
+/* Closed loop (--concurrency N): wait until fewer than N requests are
+ * outstanding.  Delivery reports are served meanwhile, since a failed
+ * delivery frees a slot too.  Returns 0 when a slot is free (at once in
+ * open loop), -1 when the run is stopping or no slot freed for --timeout
+ * seconds (a lost result would otherwise hang the run; the requests still
+ * outstanding are reported missing). */
+static int wait_for_slot(struct run *r)
+{
+    uint64_t n = r->c->concurrency;
+    if (n == 0)
+        return 0;
+    int64_t give_up = kinfer_now_us() + (int64_t)r->c->timeout_s * 1000000;
+    int ret = 0;
+    pthread_mutex_lock(&r->lock);
+    while (kprod_pending_outstanding(r->pending) >= n) {
+        if (stopping(r)) {
+            ret = -1;
+            break;
+        }
+        if (kinfer_now_us() >= give_up) {
+            r->stalled = 1;
+            ret = -1;
+            break;
+        }
+        /* Woken by each answer; the slice bounds how late a delivery
+         * failure or SIGINT is seen. */
+        struct timespec ts;
+        kinfer_deadline(&ts, 10);
+        pthread_cond_timedwait(&r->answered_cond, &r->lock, &ts);
+        pthread_mutex_unlock(&r->lock);
+        rd_kafka_poll(r->producer, 0);
+        progress(r);
+        pthread_mutex_lock(&r->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (r->stalled)
+        KINFER_ERROR("--concurrency %" PRIu64 ": no result for %d s with "
+                     "%" PRIu64 " requests outstanding; sending stopped",
+                     n, r->c->timeout_s, n);
+    return ret;
+}
+
 /* Absolute deadlines from the start: a late request does not push back
  * the ones after it, so the average rate stays the one asked for. */
 static void pace(struct run *r, uint64_t i)
@@ -417,6 +469,8 @@ static void send_generated(struct run *r)
     char *buf = kinfer_xmalloc(size);
     char key[sizeof g->runid + 32];
     for (uint64_t i = 0; i < r->c->generate; i++) {
+        if (wait_for_slot(r) != 0)
+            break;
         pace(r, i);
         if (stopping(r))
             break;
@@ -464,7 +518,8 @@ static int send_lines(struct run *r, int fd, const char *name)
         char *key =
             kprod_request_key(line, len, r->c->key_field, lineno, &keylen);
         pace(r, i);
-        int sent = !stopping(r) && send_one(r, key, keylen, line, len, -1) == 0;
+        int sent = wait_for_slot(r) == 0 && !stopping(r) &&
+                   send_one(r, key, keylen, line, len, -1) == 0;
         free(key);
         if (!sent)
             break;
@@ -601,6 +656,8 @@ static void report_fill(struct run *r, struct kprod_report *rep,
     s->lat_us = rep->lat.us;
     s->n_lat = rep->lat.n;
     s->interrupted = *r->c->stop != 0;
+    s->concurrency = r->c->concurrency;
+    s->max_outstanding = r->max_outstanding;
 }
 
 enum kinfer_err kprod_run(const struct kprod_config *c,
@@ -638,7 +695,7 @@ enum kinfer_err kprod_run(const struct kprod_config *c,
                        strcmp(c->input, "-") == 0 ? "stdin" : c->input) != 0;
     flush_all(&r);
     int64_t end_us = kinfer_now_us();
-    if (c->await && !stopping(&r))
+    if (c->await && !stopping(&r) && !r.stalled)
         await_results(&r);
     stop_reader(&r);
     report_fill(&r, rep, input_failed, end_us);

@@ -28,8 +28,12 @@ struct kprod_config {
     uint64_t generate;    /* synthetic requests to send; 0 = input */
     struct kprod_gen gen; /* gen.runid is set even without generate */
     double rate;          /* requests per second; 0 = unpaced */
+    uint64_t concurrency; /* closed loop: at most this many requests sent
+                             and not yet answered; 0 = open loop.  Needs
+                             await (main sets it) and rate == 0 */
     int await;
-    int timeout_s;           /* --await: wait this long after sending */
+    int timeout_s;           /* --await: wait this long after sending;
+                                closed loop: longest wait for a free slot */
     const char *header_name; /* NULL: no extra header */
     const char *header_value;
     size_t max_line; /* longest accepted input line, bytes */

@@ -59,6 +59,16 @@ int64_t kprod_percentile(const int64_t *sorted, size_t n, unsigned p)
     return sorted[rank - 1];
 }
 
+double kprod_mean(const int64_t *v, size_t n)
+{
+    if (n == 0)
+        return 0.0;
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += v[i];
+    return (double)sum / (double)n;
+}
+
 static double ms(int64_t us)
 {
     return (double)us / 1000.0;
@@ -91,12 +101,21 @@ static void print_text(const struct kprod_summary *s, FILE *f)
         if (s->n_lat == 0)
             fprintf(f, "latency ms  none\n");
         else
-            fprintf(f, "latency ms  p50 %.1f  p95 %.1f  p99 %.1f  max %.1f\n",
+            fprintf(f,
+                    "latency ms  p50 %.1f  p90 %.1f  p95 %.1f  p99 %.1f  "
+                    "max %.1f  mean %.1f\n",
                     ms(kprod_percentile(s->lat_us, s->n_lat, 5000)),
+                    ms(kprod_percentile(s->lat_us, s->n_lat, 9000)),
                     ms(kprod_percentile(s->lat_us, s->n_lat, 9500)),
                     ms(kprod_percentile(s->lat_us, s->n_lat, 9900)),
-                    ms(kprod_percentile(s->lat_us, s->n_lat, 10000)));
+                    ms(kprod_percentile(s->lat_us, s->n_lat, 10000)),
+                    kprod_mean(s->lat_us, s->n_lat) / 1000.0);
     }
+    if (s->concurrency > 0)
+        fprintf(f,
+                "closed loop  concurrency %" PRIu64 "  max outstanding %" PRIu64
+                "\n",
+                s->concurrency, s->max_outstanding);
     if (s->interrupted)
         fprintf(f, "interrupted\n");
 }
@@ -120,13 +139,19 @@ static void print_json(const struct kprod_summary *s, FILE *f)
             fprintf(f, ",\"latency_ms\":null");
         else
             fprintf(f,
-                    ",\"latency_ms\":{\"p50\":%.3f,\"p95\":%.3f,"
-                    "\"p99\":%.3f,\"max\":%.3f}",
+                    ",\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
+                    "\"p95\":%.3f,\"p99\":%.3f,\"max\":%.3f,"
+                    "\"mean\":%.3f}",
                     ms(kprod_percentile(s->lat_us, s->n_lat, 5000)),
+                    ms(kprod_percentile(s->lat_us, s->n_lat, 9000)),
                     ms(kprod_percentile(s->lat_us, s->n_lat, 9500)),
                     ms(kprod_percentile(s->lat_us, s->n_lat, 9900)),
-                    ms(kprod_percentile(s->lat_us, s->n_lat, 10000)));
+                    ms(kprod_percentile(s->lat_us, s->n_lat, 10000)),
+                    kprod_mean(s->lat_us, s->n_lat) / 1000.0);
+        fprintf(f, ",\"max_outstanding\":%" PRIu64, s->max_outstanding);
     }
+    if (s->concurrency > 0)
+        fprintf(f, ",\"concurrency\":%" PRIu64, s->concurrency);
     fprintf(f, ",\"interrupted\":%s}\n", s->interrupted ? "true" : "false");
 }
 

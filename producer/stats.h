@@ -31,6 +31,11 @@ void kprod_latencies_clear(struct kprod_latencies *l);
  * gives the minimum.  Returns 0 when n == 0. */
 int64_t kprod_percentile(const int64_t *sorted, size_t n, unsigned p);
 
+/* Arithmetic mean of v[0..n) (any order), in the values' unit; 0 when
+ * n == 0.  The sum is taken in 64-bit integers, exact for any run whose
+ * latencies add up to less than 2^63 us (292,000 years). */
+double kprod_mean(const int64_t *v, size_t n);
+
 /* Everything the summary shows.  Counts are of requests (messages). */
 struct kprod_summary {
     uint64_t sent;         /* requests handed to the producer */
@@ -48,11 +53,18 @@ struct kprod_summary {
     const int64_t *lat_us; /* sorted latencies, one per answered request */
     size_t n_lat;
     int interrupted; /* SIGINT cut the run short */
+    /* --concurrency N (closed loop): N, else 0.  max_outstanding is the
+     * most requests ever sent and not yet answered at once (awaited runs
+     * only); closed loop keeps it <= concurrency. */
+    uint64_t concurrency;
+    uint64_t max_outstanding;
 };
 
 /* Write the summary to f: a readable block of lines, or with json != 0
  * one JSON object on one line.  Throughput is answered/seconds with
- * --await, sent/seconds without (0 when seconds is 0). */
+ * --await, sent/seconds without (0 when seconds is 0); in closed-loop
+ * mode it is the throughput the N outstanding requests achieved.  The
+ * latency line gives p50, p90, p95, p99, the maximum and the mean. */
 void kprod_summary_print(const struct kprod_summary *s, int json, FILE *f);
 
 #endif

@@ -78,6 +78,33 @@ static void test_percentile_large_n_exact(void **state)
     kprod_latencies_clear(NULL);
 }
 
+static void test_p90_and_mean_exact(void **state)
+{
+    (void)state;
+    /* p90 is nearest-rank too: rank ceil(0.9 n).  n = 10: the 9th value;
+     * n = 11: ceil(9.9) = 10th; n = 7: ceil(6.3) = 7th (the maximum);
+     * n = 20: exactly the 18th, with no float error pushing it to 19. */
+    int64_t v[20];
+    for (int i = 0; i < 20; i++)
+        v[i] = (i + 1) * 100;
+    assert_int_equal(kprod_percentile(v, 10, 9000), 900);
+    assert_int_equal(kprod_percentile(v, 11, 9000), 1000);
+    assert_int_equal(kprod_percentile(v, 7, 9000), 700);
+    assert_int_equal(kprod_percentile(v, 20, 9000), 1800);
+    assert_int_equal(kprod_percentile(v, 1, 9000), 100);
+
+    /* Mean: exact sums, any order, 0 for nothing. */
+    int64_t w[3] = {4000, 1000, 2000};
+    assert_true(kprod_mean(w, 3) == 7000.0 / 3.0);
+    assert_true(kprod_mean(v, 20) == 1050.0);
+    assert_true(kprod_mean(v, 1) == 100.0);
+    assert_true(kprod_mean(NULL, 0) == 0.0);
+    /* Large latencies do not lose precision in the sum: 2^53 + 1 is not
+     * a double, but the sum of two of them halved is exact. */
+    int64_t big[2] = {(1LL << 53) + 1, (1LL << 53) + 3};
+    assert_true(kprod_mean(big, 2) == (double)((1LL << 53) + 2));
+}
+
 /* --- summary ----------------------------------------------------------- */
 
 static char *print_summary(const struct kprod_summary *s, int json)
@@ -116,7 +143,8 @@ static void test_summary_await_text_and_json(void **state)
         text,
         "sent 100  answered 100  errors 3  wrong 1  missing 0  duplicates 2\n"
         "throughput 50.0 req/s over 2.00 s\n"
-        "latency ms  p50 50.0  p95 95.0  p99 99.0  max 100.0\n");
+        "latency ms  p50 50.0  p90 90.0  p95 95.0  p99 99.0  max 100.0  "
+        "mean 50.5\n");
     free(text);
 
     char *json = print_summary(&s, 1);
@@ -124,8 +152,9 @@ static void test_summary_await_text_and_json(void **state)
         json, "{\"sent\":100,\"delivery_failures\":0,\"answered\":100,"
               "\"errors\":3,\"wrong\":1,\"missing\":0,\"duplicates\":2,"
               "\"seconds\":2.000000,\"throughput\":50.000,"
-              "\"latency_ms\":{\"p50\":50.000,\"p95\":95.000,\"p99\":99.000,"
-              "\"max\":100.000},\"interrupted\":false}\n");
+              "\"latency_ms\":{\"p50\":50.000,\"p90\":90.000,\"p95\":95.000,"
+              "\"p99\":99.000,\"max\":100.000,\"mean\":50.500},"
+              "\"max_outstanding\":0,\"interrupted\":false}\n");
     free(json);
 }
 
@@ -160,6 +189,45 @@ static void test_summary_send_only_and_failures(void **state)
     free(text);
     json = print_summary(&none, 1);
     assert_non_null(strstr(json, "\"latency_ms\":null"));
+    free(json);
+}
+
+static void test_summary_closed_loop(void **state)
+{
+    (void)state;
+    /* 10 latencies 1..10 ms: p50 5, p90 9, p95 10, p99 10, max 10,
+     * mean 5.5; throughput is what the closed loop achieved. */
+    int64_t lat[10];
+    for (int i = 0; i < 10; i++)
+        lat[i] = (i + 1) * 1000;
+    struct kprod_summary s = {
+        .sent = 10,
+        .awaited = 1,
+        .answered = 10,
+        .seconds = 0.25,
+        .lat_us = lat,
+        .n_lat = 10,
+        .concurrency = 4,
+        .max_outstanding = 4,
+    };
+    char *text = print_summary(&s, 0);
+    assert_string_equal(
+        text,
+        "sent 10  answered 10  errors 0  wrong 0  missing 0  duplicates 0\n"
+        "throughput 40.0 req/s over 0.25 s\n"
+        "latency ms  p50 5.0  p90 9.0  p95 10.0  p99 10.0  max 10.0  "
+        "mean 5.5\n"
+        "closed loop  concurrency 4  max outstanding 4\n");
+    free(text);
+    char *json = print_summary(&s, 1);
+    assert_string_equal(
+        json, "{\"sent\":10,\"delivery_failures\":0,\"answered\":10,"
+              "\"errors\":0,\"wrong\":0,\"missing\":0,\"duplicates\":0,"
+              "\"seconds\":0.250000,\"throughput\":40.000,"
+              "\"latency_ms\":{\"p50\":5.000,\"p90\":9.000,\"p95\":10.000,"
+              "\"p99\":10.000,\"max\":10.000,\"mean\":5.500},"
+              "\"max_outstanding\":4,\"concurrency\":4,"
+              "\"interrupted\":false}\n");
     free(json);
 }
 
@@ -629,6 +697,8 @@ int main(void)
         cmocka_unit_test(test_percentile_large_n_exact),
         cmocka_unit_test(test_summary_await_text_and_json),
         cmocka_unit_test(test_summary_send_only_and_failures),
+        cmocka_unit_test(test_p90_and_mean_exact),
+        cmocka_unit_test(test_summary_closed_loop),
         cmocka_unit_test(test_pending_match_duplicate_unknown),
         cmocka_unit_test(test_pending_resend_and_failure),
         cmocka_unit_test(test_pending_many_and_binary_keys),

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kinfer/http.h"
 #include "kinfer/log.h"
 #include "kinfer/model.h"
 #include "kinfer/options.h"
@@ -33,7 +34,7 @@ static const char intro[] =
     "topic, run them on a pool of threads, and produce one result per\n"
     "request to the output topic.  Invalid requests also go, byte for "
     "byte,\nto the dead-letter topic.  SIGTERM/SIGINT drain, commit and "
-    "exit 0.\n";
+    "exit 0.\nMetrics and health checks are served over HTTP (--http).\n";
 
 /* Plugins first (their backends may be named by the repository), then the
  * repository, then the built-in "scale" model unless the repository
@@ -150,6 +151,14 @@ static const struct kinfer_optdef options[] = {
      "Exit 1 when no broker was reached this long after start (0: never)", 0},
     {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0, 86400,
      "SECONDS", "Log counters this often (0: never)", 0},
+    {"http", "KINFER_HTTP", KINFER_OPT_ADDR, "0.0.0.0:8080", 0, 0, "ADDR:PORT",
+     "Serve /metrics, /v2/health/live, /v2/health/ready and "
+     "/v2/models/NAME here; port 0 picks a free port, 'off' serves nothing",
+     0},
+    {"probe", NULL, KINFER_OPT_STRING, NULL, 0, 0, "URL",
+     "Only GET URL (http://HOST:PORT/PATH) and exit 0 on a 2xx answer "
+     "within 2 s, else 1 (a container health check)",
+     0},
     {"log-level", "KINFER_LOG_LEVEL", KINFER_OPT_STRING, "info", 0, 0, "LEVEL",
      "error, warn, info or debug", 0},
     {"config", "KINFER_CONFIG", KINFER_OPT_STRING, NULL, 0, 0, "FILE",
@@ -269,6 +278,57 @@ static int worker_config(const struct kinfer_opts *o,
     return 0;
 }
 
+#define PROBE_TIMEOUT_MS 2000
+
+/* --probe URL: the exit status. */
+static int probe(const char *url)
+{
+    char why[512];
+    int status = kinfer_http_probe(url, PROBE_TIMEOUT_MS, why, sizeof why);
+    if (status >= 200 && status <= 299) {
+        printf("%s\n", why);
+        return 0;
+    }
+    fprintf(stderr, "kinfer-worker: --probe %s\n", why);
+    return 1;
+}
+
+static int worker_live(void *arg, char *why, size_t size)
+{
+    return kinfer_worker_live(arg, why, size);
+}
+
+static int worker_ready(void *arg, char *why, size_t size)
+{
+    return kinfer_worker_ready(arg, why, size);
+}
+
+/* Start the HTTP server on --http unless it is off.  Returns 0, or -1
+ * after saying why (a bind failure: the caller exits 2). */
+static int http_start(const char *addr, struct kinfer_worker *w,
+                      const struct kinfer_models *models,
+                      struct kinfer_http **out)
+{
+    *out = NULL;
+    if (strcmp(addr, "off") == 0)
+        return 0;
+    const struct kinfer_http_handlers h = {
+        .metrics = kinfer_worker_metrics(w),
+        .models = models,
+        .live = worker_live,
+        .ready = worker_ready,
+        .arg = w,
+    };
+    char err[512];
+    if (kinfer_http_start(addr, &h, out, err, sizeof err) != KINFER_OK) {
+        fprintf(stderr, "kinfer-worker: %s\n", err);
+        return -1;
+    }
+    kinfer_log(KINFER_LOG_INFO, "http: serving on %s",
+               kinfer_http_address(*out));
+    return 0;
+}
+
 /* Load the models, then run the worker until it is stopped.  Returns the
  * exit status: 0 after a clean stop, 2 for a bad setting, 1 otherwise. */
 static int serve(const struct kinfer_worker_config *cfg,
@@ -279,6 +339,7 @@ static int serve(const struct kinfer_worker_config *cfg,
     struct kinfer_models *models = NULL;
     struct kinfer_plugins *plugins = NULL;
     struct kinfer_worker *w = NULL;
+    struct kinfer_http *http = NULL;
     if (kinfer_models_new(&models) != KINFER_OK ||
         kinfer_plugins_new(&plugins) != KINFER_OK)
         goto out;
@@ -301,6 +362,11 @@ static int serve(const struct kinfer_worker_config *cfg,
         status = 2;
         goto out;
     }
+    /* Up until the run ends, so probes see the drain (ready: 503). */
+    if (http_start(kinfer_opts_get(o, "http"), w, models, &http) != 0) {
+        status = 2;
+        goto out;
+    }
 
     /* Signals go to this thread only: the library's threads block them.
      * Publish the worker first, then look at the flag, so a signal that
@@ -313,6 +379,7 @@ static int serve(const struct kinfer_worker_config *cfg,
 
 out:
     running = NULL;
+    kinfer_http_stop(http);
     kinfer_worker_free(w);
     kinfer_models_free(models);
     kinfer_plugins_free(plugins);
@@ -331,6 +398,12 @@ int main(int argc, char **argv)
     int status = parse_options(defs, argc, argv, &o);
     if (status >= 0)
         return status;
+
+    if (kinfer_opts_get(o, "probe") != NULL) {
+        status = probe(kinfer_opts_get(o, "probe"));
+        kinfer_opts_free(o);
+        return status;
+    }
 
     struct kinfer_worker_config cfg;
     struct kinfer_kafka_prop *props = NULL;

@@ -180,6 +180,17 @@ static enum kinfer_err check_value(const struct kinfer_optdef *d,
                    "%s: expected an integer from %lld to %lld, got '%s'", where,
                    d->min, d->max, text);
         return KINFER_ERR_CONFIG;
+    case KINFER_OPT_ADDR: {
+        char host[256];
+        int port;
+        if (kinfer_addr_split(text, host, sizeof host, &port) >= 0)
+            return KINFER_OK;
+        kinfer_fmt(err, errsize,
+                   "%s: expected HOST:PORT (port 0 to 65535, [ADDR] for "
+                   "IPv6) or off, got '%s'",
+                   where, text);
+        return KINFER_ERR_CONFIG;
+    }
     case KINFER_OPT_FLAG:
         if (parse_bool(text, num) == 0)
             return KINFER_OK;
@@ -627,6 +638,38 @@ void kinfer_opts_kafka_at(const struct kinfer_opts *o, size_t i,
     }
     *name = o->kafka.v[i].name;
     *value = o->kafka.v[i].value;
+}
+
+int kinfer_addr_split(const char *text, char *host, size_t hostsize, int *port)
+{
+    if (strcmp(text, "off") == 0)
+        return 1;
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL)
+        return -1;
+    const char *h = text;
+    size_t hlen = (size_t)(colon - text);
+    if (text[0] == '[') {
+        /* An IPv6 address: its own colons stay inside the brackets. */
+        if (hlen < 2 || text[hlen - 1] != ']')
+            return -1;
+        h = text + 1;
+        hlen -= 2;
+    } else if (memchr(text, ':', hlen) != NULL) {
+        return -1; /* a bare IPv6 address: the port is ambiguous */
+    }
+    const char *p = colon + 1;
+    size_t plen = strlen(p);
+    if (hlen == 0 || hlen >= hostsize || plen == 0 || plen > 5 ||
+        strspn(p, "0123456789") != plen)
+        return -1;
+    long v = strtol(p, NULL, 10);
+    if (v > 65535)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)v;
+    return 0;
 }
 
 /* The left column for d: "--name ARG", or "--name" for a flag. */

@@ -59,10 +59,13 @@ static void run_model(struct kinfer_stage *s, const struct kinfer_model *m,
         its[i].request = ws[i]->req;
     int64_t t = kinfer_now_ns();
     kinfer_model_infer(m, its, n);
-    atomic_fetch_add(&s->run_ns, (unsigned long long)(kinfer_now_ns() - t));
+    int64_t run_ns = kinfer_now_ns() - t;
+    atomic_fetch_add(&s->run_ns, (unsigned long long)run_ns);
     atomic_fetch_add(&s->runs, 1);
     atomic_fetch_add(&s->run_items, n);
     for (size_t i = 0; i < n; i++) {
+        if (s->ops.ran != NULL)
+            s->ops.ran(ws[i]->job, m, t, run_ns, i, n, s->ops.arg);
         s->ops.answered(ws[i]->job, ws[i]->req, m, &its[i], s->ops.arg);
         kinfer_infer_item_clear(&its[i]);
         work_free(ws[i]);

@@ -17,6 +17,8 @@ static const struct kinfer_kafka_prop consumer_defaults[] = {
     {"enable.auto.offset.store", "false"},
     {"auto.offset.reset", "earliest"},
     {"client.id", "kinfer-worker"},
+    /* Lag per partition and broker reachability (docs/metrics.md). */
+    {"statistics.interval.ms", KINFER_DEFAULT_STATS_INTERVAL},
     /* Failover: a dead worker's partitions move after session.timeout.ms
      * (librdkafka's default, 45 s, stalled them 45 s).  10 s is above the
      * broker's default minimum (6 s) with room for a slow heartbeat; one
@@ -46,6 +48,8 @@ static const struct kinfer_kafka_prop producer_defaults[] = {
      * default max.message.bytes (1048588). */
     {"message.max.bytes", "1048576"},
     {"client.id", "kinfer-worker"},
+    /* Producer queue and broker round trips (docs/metrics.md). */
+    {"statistics.interval.ms", KINFER_DEFAULT_STATS_INTERVAL},
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -61,6 +65,8 @@ static enum kinfer_err make_handles(struct kinfer_worker *w, char *err,
         .fatal = &w->fatal,
         .delivered = kinfer_worker_delivered_cb,
         .rebalance = kinfer_worker_rebalance_cb,
+        .stats = kinfer_worker_stats_cb,
+        .all_brokers_down = &w->metrics.all_down,
     };
     /* --group and --instance-id, which -X cannot override. */
     const struct kinfer_kafka_prop fixed[] = {
@@ -109,6 +115,7 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
         w->cfg.max_in_flight = 1;
     if (w->cfg.max_in_flight_bytes == 0)
         w->cfg.max_in_flight_bytes = 1;
+    kinfer_worker_metrics_init(w);
     if (make_handles(w, err, errsize) != KINFER_OK)
         goto fail;
 
@@ -250,5 +257,6 @@ void kinfer_worker_free(struct kinfer_worker *w)
         return; /* w stays allocated for the thread still destroying */
     kinfer_tracker_free(w->tracker);
     kinfer_worker_flow_destroy(w);
+    kinfer_worker_metrics_free(w);
     free(w);
 }

@@ -185,6 +185,7 @@ static int flow_control(struct kinfer_worker *w)
     if (over && !w->paused && now - w->over_since_ms >= FLOW_GRACE_MS) {
         pause_resume(w, 1, NULL);
         w->paused = 1;
+        atomic_store(&w->metrics.paused_all, 1);
         kinfer_log(KINFER_LOG_DEBUG,
                    "paused after %d ms over the bound: %zu requests, %zu "
                    "bytes in flight",
@@ -193,6 +194,7 @@ static int flow_control(struct kinfer_worker *w)
     } else if (w->paused && below_low_mark(w)) {
         pause_resume(w, 0, NULL);
         w->paused = 0;
+        atomic_store(&w->metrics.paused_all, 0);
         kinfer_log(KINFER_LOG_DEBUG, "resumed");
         return POLL_MS;
     }
@@ -245,6 +247,7 @@ static void on_assign(struct kinfer_worker *w, rd_kafka_t *rk,
     int32_t *ids = partition_ids(w, parts, &n);
     for (size_t i = 0; i < n; i++)
         kinfer_tracker_assign(w->tracker, ids[i]);
+    kinfer_worker_metrics_assign(w, ids, n);
     free(ids);
     log_partitions("assigned", parts);
     rd_kafka_error_t *e = NULL;
@@ -308,6 +311,7 @@ static void on_revoke(struct kinfer_worker *w, rd_kafka_t *rk,
     size_t dropped = 0;
     for (size_t i = 0; i < n; i++)
         dropped += kinfer_tracker_revoke(w->tracker, ids[i]);
+    kinfer_worker_metrics_revoke(w, ids, n, lost);
     free(ids);
     log_partitions(lost ? "lost" : "revoked", parts);
     if (dropped > 0)
@@ -366,6 +370,7 @@ static void dispatch(struct kinfer_worker *w, rd_kafka_message_t *m)
     }
     struct job *j = kinfer_worker_job_new(w, m, gen);
     atomic_fetch_add(&w->consumed, 1);
+    kinfer_worker_metrics_consumed(w, m->partition);
     if (kinfer_stage_submit(w->stage, j, m->payload, m->len) != KINFER_OK)
         kinfer_worker_job_drop(j);
 }
@@ -517,6 +522,7 @@ static void shutdown_pipeline(struct kinfer_worker *w)
                atomic_load(&w->in_flight), w->cfg.drain_timeout_ms);
     pause_resume(w, 1, NULL);
     w->paused = 1;
+    atomic_store(&w->metrics.paused_all, 1);
     /* Keep serving the consumer (rebalances, heartbeats) while draining;
      * anything it still hands out is left uncommitted. */
     while (atomic_load(&w->in_flight) > 0 && kinfer_now_ms() < drain_deadline &&
@@ -615,6 +621,7 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
     warm_outputs(w);
 
     while (!atomic_load(&w->stop) && !atomic_load(&w->fatal)) {
+        atomic_store(&w->metrics.poll_beat, kinfer_now_ms());
         int timeout = flow_control(w);
         if (timeout >= 0) {
             rd_kafka_message_t *m =

@@ -37,6 +37,7 @@ struct job *kinfer_worker_job_new(struct kinfer_worker *w,
     j->gen = gen;
     atomic_init(&j->pending, 1);
     atomic_init(&j->failed, 0);
+    j->polled_ns = kinfer_now_ns();
     atomic_fetch_add(&w->in_flight, 1);
     atomic_fetch_add(&w->in_flight_bytes, m->len);
     return j;
@@ -86,6 +87,7 @@ static void job_fail(struct job *j, const char *what, const char *why)
                j->partition, j->offset, what, why);
     atomic_store(&j->failed, 1);
     atomic_fetch_add(&w->failures, 1);
+    kinfer_counter_add(w->metrics.failures, 1);
     atomic_store(&w->fatal, 1);
     job_settle(j);
 }
@@ -341,6 +343,7 @@ static void out_give_up(struct out *o)
                o->kind == SEND_DLQ ? "dead-letter" : "output",
                o->kind == SEND_DLQ ? ", value" : "");
     atomic_fetch_add(&j->w->failures, 1);
+    kinfer_counter_add(j->w->metrics.failures, 1);
     out_free(o);
     job_settle(j);
 }
@@ -370,6 +373,7 @@ static int result_to_error(struct out *o, size_t size)
     o->value = buf;
     o->len = len;
     o->kind = SEND_ERROR;
+    j->reason = REASON_TOO_LARGE;
     /* A new, small message: it keeps whatever fits again. */
     o->shed = 0;
     return 1;
@@ -555,6 +559,7 @@ void kinfer_worker_delivered_cb(void *owner, const rd_kafka_message_t *m)
 
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         count_delivered(j->w, o->kind);
+        kinfer_worker_metrics_delivered(j->w, j, (int)o->kind);
         out_free(o);
         job_settle(j);
         return;
@@ -584,6 +589,7 @@ static void *dr_thread_main(void *arg)
     struct kinfer_worker *w = arg;
     size_t waiting = 0;
     while (!atomic_load(&w->dr_stop)) {
+        atomic_store(&w->metrics.dr_beat, kinfer_now_ms());
         rd_kafka_poll(w->producer, waiting > 0 ? 5 : 100);
         waiting = retry_deferred(w);
     }
@@ -714,6 +720,7 @@ static int stage_admit(void *job, void *arg)
         return 1;
     /* Not decoded at all: the answer names no request id. */
     j->model_name = kinfer_xstrdup(w->cfg.default_model);
+    j->reason = REASON_LIMITS;
     reject(j, why);
     return 0;
 }
@@ -722,8 +729,13 @@ static void stage_rejected(void *job, const struct kinfer_request *req,
                            const char *why, void *arg)
 {
     struct job *j = job;
-    (void)arg;
+    struct kinfer_worker *w = arg;
     job_names(j, req);
+    /* The decoder's own size cap; anything else is a decoding error. */
+    size_t cap = w->cfg.limits.max_request_bytes > 0
+                     ? w->cfg.limits.max_request_bytes
+                     : KINFER_DEFAULT_MAX_REQUEST_BYTES;
+    j->reason = j->msg->len > cap ? REASON_TOO_LARGE : REASON_DECODE;
     reject(j, why);
 }
 
@@ -733,6 +745,7 @@ static void stage_unknown_model(void *job, const struct kinfer_request *req,
     struct job *j = job;
     (void)arg;
     job_names(j, req);
+    j->reason = REASON_UNKNOWN_MODEL;
     send_error_result(j, why);
 }
 
@@ -743,6 +756,8 @@ static void stage_answered(void *job, const struct kinfer_request *req,
     struct job *j = job;
     (void)arg;
     job_names(j, req);
+    j->model = model;
+    j->reason = REASON_MODEL_ERROR;
     if (item->failed) {
         send_error_result(j, item->error);
         return;
@@ -767,6 +782,7 @@ void kinfer_worker_stage_ops(struct kinfer_worker *w,
         .rejected = stage_rejected,
         .unknown_model = stage_unknown_model,
         .answered = stage_answered,
+        .ran = kinfer_worker_metrics_ran,
         .arg = w,
     };
 }

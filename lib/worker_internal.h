@@ -13,12 +13,24 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "kinfer/metrics.h"
 #include "kinfer/stage.h"
 #include "kinfer/tracker.h"
 #include "kinfer/worker.h"
 #include "shared/kafka.h"
 
 struct out;
+
+/* Why a request got an error result: the reason label of
+ * kinfer_request_errors_total (docs/metrics.md). */
+enum err_reason {
+    REASON_DECODE,
+    REASON_UNKNOWN_MODEL,
+    REASON_MODEL_ERROR,
+    REASON_TOO_LARGE,
+    REASON_LIMITS,
+    N_REASONS
+};
 
 /* One consumed request, from dispatch until its last message is delivered
  * (or it is dropped).  Lifetime: polled -> tracked -> queued -> decoded and
@@ -35,6 +47,56 @@ struct job {
     atomic_int failed;  /* a delivery failed: do not mark answered */
     char *id;           /* for a fallback error result; owned */
     char *model_name;   /* likewise */
+    int64_t polled_ns;  /* kinfer_now_ns() at dispatch */
+    /* The model it ran on, once it did (NULL before and for requests that
+     * named none that is loaded), and why its error result is one.  Set
+     * by the thread that holds the job, read by the one that ends it. */
+    const struct kinfer_model *model;
+    enum err_reason reason;
+};
+
+/* The series of one model (created with the worker). */
+struct model_series {
+    struct kinfer_metric_series *ok, *failed; /* results_total by outcome */
+    struct kinfer_metric_series *inferences, *executions;
+    struct kinfer_metric_series *queue, *compute, *request; /* histograms */
+};
+
+/* What the poll thread knows of one partition of the input topic, for
+ * the lag and backlog gauges.  Poll thread only. */
+struct part_state {
+    int assigned;
+    unsigned long long consumed; /* requests dispatched while assigned */
+    unsigned long long last_consumed;
+    int64_t last_ms;  /* when last_consumed was sampled; 0: never */
+    double rate;      /* recent consume rate, messages/s; < 0: none yet */
+    int64_t lag;      /* last lag from the statistics; -1: unknown */
+    double backlog_s; /* lag / rate, capped */
+    struct kinfer_metric_series *lag_series, *backlog_series;
+};
+
+/* The worker's metrics (worker_metrics.c, docs/metrics.md).  Series
+ * pointers are written at creation; per-partition state is the poll
+ * thread's. */
+struct worker_metrics {
+    struct kinfer_metrics *reg;
+    struct kinfer_metric_series *consumed, *dead_letters, *failures;
+    struct kinfer_metric_series *errors[N_REASONS];
+    struct kinfer_metric_series *assigns, *revokes, *losses;
+    struct kinfer_metric_series *in_flight, *in_flight_bytes, *assigned,
+        *paused, *backlog_max, *ready, *draining, *producer_queue;
+    struct kinfer_metric_family *lag_family, *backlog_family, *rtt_family;
+    struct model_series *models; /* by kinfer_model_index */
+    struct part_state *parts;    /* by partition id; poll thread only */
+    size_t n_parts;
+    atomic_int n_assigned; /* partitions of the input topic assigned */
+    atomic_int paused_all; /* the poll thread paused them all */
+    atomic_int joined;     /* an assignment came (possibly empty) */
+    atomic_int brokers_up; /* from the consumer's statistics; -1: none yet */
+    atomic_int all_down;   /* events.all_brokers_down */
+    /* Watchdog heartbeats, kinfer_now_ms(): the poll loop's and the
+     * delivery-report thread's. */
+    atomic_llong poll_beat, dr_beat;
 };
 
 /* Fields are written once by kinfer_worker_new unless a note says
@@ -83,6 +145,8 @@ struct kinfer_worker {
     atomic_ullong consumed, answered, errors, dead_letters, failures;
     int64_t last_stats_ms; /* poll thread only */
     unsigned long long last_stats_consumed;
+
+    struct worker_metrics metrics;
 };
 
 /* ------------------------------------------------- worker_delivery.c */
@@ -128,5 +192,37 @@ void kinfer_worker_flow_destroy(struct kinfer_worker *w);
 void kinfer_worker_rebalance_cb(void *owner, rd_kafka_t *rk,
                                 rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t *parts);
+
+/* -------------------------------------------------- worker_metrics.c */
+
+/* Register the worker's metric families and every per-model series.
+ * Main thread, in kinfer_worker_new, before the handles exist. */
+void kinfer_worker_metrics_init(struct kinfer_worker *w);
+void kinfer_worker_metrics_free(struct kinfer_worker *w);
+
+/* Both handles' statistics callback (events.stats): the consumer's on the
+ * poll thread, the producer's on the delivery-report thread. */
+void kinfer_worker_stats_cb(void *owner, rd_kafka_t *rk,
+                            const struct kinfer_kafka_stats *st);
+
+/* The input topic's partitions in ids[0..n) were assigned / revoked (or
+ * lost).  Poll thread. */
+void kinfer_worker_metrics_assign(struct kinfer_worker *w, const int32_t *ids,
+                                  size_t n);
+void kinfer_worker_metrics_revoke(struct kinfer_worker *w, const int32_t *ids,
+                                  size_t n, int lost);
+
+/* A request of partition was dispatched.  Poll thread. */
+void kinfer_worker_metrics_consumed(struct kinfer_worker *w, int32_t partition);
+
+/* A message of kind (enum send_kind of worker_delivery.c: 0 result, 1
+ * error result, 2 dead letter) for j was delivered.  Any thread. */
+void kinfer_worker_metrics_delivered(struct kinfer_worker *w,
+                                     const struct job *j, int kind);
+
+/* The stage's ran callback (stage.h). */
+void kinfer_worker_metrics_ran(void *job, const struct kinfer_model *m,
+                               int64_t start_ns, int64_t run_ns, size_t index,
+                               size_t size, void *arg);
 
 #endif

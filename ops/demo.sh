@@ -301,14 +301,50 @@ note "models: $(cd "$MODELS/models" && echo */ | tr -d /)"
 say "starting $WORKERS worker(s) in group $GROUP"
 for ((n = 1; n <= WORKERS; n++)); do
     # Own session: a --keep fleet outlives this script and its terminal.
+    # --http port 0: each worker serves /metrics and the health checks on a
+    # free port of its own (read back from its log below), never colliding
+    # with the default 8080 or with each other.
     args=(--brokers "$BOOTSTRAP" --group "$GROUP" --stats-interval 5
-          --model-repo "$MODELS/models" --plugin "$PLUGIN")
+          --model-repo "$MODELS/models" --plugin "$PLUGIN"
+          --http 127.0.0.1:0)
     show "$WORKER_BIN" "${args[@]}" ">$LOGS/worker-$n.log" "2>&1" "&"
     setsid "$WORKER_BIN" "${args[@]}" >"$LOGS/worker-$n.log" 2>&1 &
     WORKER_PIDS+=("$!")
     printf '%s\n' "$!" >"$LOGS/worker-$n.pid"
 done
 note "pids ${WORKER_PIDS[*]}; logs in $(rel "$LOGS")/worker-N.log"
+
+# The HTTP port worker N serves on, from its "http: serving on" line
+# (waits for it, bounded).
+http_port() {
+    local log="$LOGS/worker-$1.log" deadline=$(($(now_ms) + 30000)) line
+    while (($(now_ms) < deadline)); do
+        line="$(grep -m1 -o 'http: serving on .*' "$log" 2>/dev/null || true)"
+        if [[ -n "$line" ]]; then
+            printf '%s\n' "${line##*:}"
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# GET http://127.0.0.1:PORT/PATH with bash's /dev/tcp (no curl needed);
+# the body only.
+http_get() {
+    local fd
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&"$fd"
+    sed '1,/^\r*$/d' <&"$fd"
+    exec {fd}>&-
+}
+HTTP_PORTS=()
+for ((n = 1; n <= WORKERS; n++)); do
+    port="$(http_port "$n")" || fail "worker $n logged no HTTP port"
+    HTTP_PORTS+=("$port")
+done
+note "metrics and health: $(for p in "${HTTP_PORTS[@]}"; do
+    printf 'http://127.0.0.1:%s/metrics ' "$p"; done)"
 
 # The partitions a worker holds now, from its log: cooperative rebalancing
 # logs increments ("assigned [..]", "revoked [..]", "lost [..]").
@@ -567,12 +603,27 @@ while IFS=$'\t' read -r key headers value; do
         "$value" | clip
 done <<<"$dlq"
 
+# --- metrics --------------------------------------------------------------------
+
+say "a scrape of worker 1's /metrics (http://127.0.0.1:${HTTP_PORTS[0]})"
+show "$WORKER_BIN" --probe "http://127.0.0.1:${HTTP_PORTS[0]}/v2/health/ready"
+"$WORKER_BIN" --probe "http://127.0.0.1:${HTTP_PORTS[0]}/v2/health/ready" |
+    sed 's/^/    /' || note "(not ready)"
+http_get "${HTTP_PORTS[0]}" /metrics >"$LOGS/metrics-worker-1.txt" ||
+    fail "cannot scrape worker 1"
+# The counters and gauges that tell the story; the full text (with every
+# histogram bucket) is in the file.
+grep -E '^kinfer_(requests_consumed|results|request_errors|dead_letters|inference_count|execution_count)_total|^kinfer_(partitions_assigned|backlog_seconds_max|ready) |^kinfer_request_duration_seconds_(sum|count)' \
+    "$LOGS/metrics-worker-1.txt" | { grep -v ' 0$' || true; } | sed 's/^/    /'
+note "full exposition: $(rel "$LOGS")/metrics-worker-1.txt"
+
 # --- shutdown -----------------------------------------------------------------
 
 if ((KEEP)); then
     FINISHED=1
     say "left running (--keep)"
     note "broker $BOOTSTRAP ($(rel "$KAFKA_DIR")), workers ${WORKER_PIDS[*]}"
+    note "metrics:    ports ${HTTP_PORTS[*]} (http://127.0.0.1:PORT/metrics)"
     note "more load:  $PRODUCE_BIN --brokers $BOOTSTRAP --generate 1000 --await"
     note "models:     $MODELS/models (requests: $MODELS/expected/*.json)"
     if [[ "$BUILD_ROOT" == "$ROOT" ]]; then

@@ -621,6 +621,112 @@ static void test_small_error_buffer(void **state)
     assert_null(o);
 }
 
+/* --------------------------------------------- KINFER_OPT_ADDR (--http) */
+
+static const struct kinfer_optdef addr_defs[] = {
+    {"http", "KINFER_HTTP", KINFER_OPT_ADDR, "0.0.0.0:8080", 0, 0, "ADDR:PORT",
+     "Serve HTTP here", 0},
+    {"config", "KINFER_CONFIG", KINFER_OPT_STRING, NULL, 0, 0, "FILE",
+     "Config file", 1},
+};
+#define N_ADDR_DEFS (sizeof(addr_defs) / sizeof(addr_defs[0]))
+
+/* The resolved --http, or the parse error, as text into out. */
+static enum kinfer_err addr_parse(char *const *argv, char *const *envp,
+                                  char *out, size_t size, const char **source)
+{
+    struct kinfer_opts *o = NULL;
+    enum kinfer_err rc = kinfer_opts_parse(
+        addr_defs, N_ADDR_DEFS, count_args(argv), argv, envp, &o, out, size);
+    if (rc == KINFER_OK) {
+        snprintf(out, size, "%s", kinfer_opts_get(o, "http"));
+        *source = kinfer_opts_source(o, "http");
+        kinfer_opts_free(o);
+    }
+    return rc;
+}
+
+static void test_addr_sources(void **state)
+{
+    const char *src = NULL;
+    char out[ERRSIZE];
+    assert_int_equal(addr_parse(NOARGS, NULL, out, sizeof out, &src),
+                     KINFER_OK);
+    assert_string_equal(out, "0.0.0.0:8080");
+    assert_string_equal(src, "default");
+    assert_int_equal(addr_parse(NOARGS, ENV("KINFER_HTTP=127.0.0.1:0"), out,
+                                sizeof out, &src),
+                     KINFER_OK);
+    assert_string_equal(out, "127.0.0.1:0");
+    assert_string_equal(src, "env");
+    assert_int_equal(addr_parse(ARGS("--http", "off"),
+                                ENV("KINFER_HTTP=127.0.0.1:0"), out, sizeof out,
+                                &src),
+                     KINFER_OK);
+    assert_string_equal(out, "off");
+    assert_string_equal(src, "flag");
+    assert_int_equal(
+        addr_parse(ARGS("--http=[::1]:9100"), NULL, out, sizeof out, &src),
+        KINFER_OK);
+    assert_string_equal(out, "[::1]:9100");
+    struct conf *c = conf_write(state, "http = localhost:65535\n");
+    assert_int_equal(addr_parse(ARGS(c->arg), NULL, out, sizeof out, &src),
+                     KINFER_OK);
+    assert_string_equal(out, "localhost:65535");
+    assert_string_equal(src, "file");
+}
+
+static void test_addr_errors(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "8080",   ":8080",   "host:", "host:65536",  "host:-1", "host:8x",
+        "::1:80", "[::1]80", "[]:80", "host:123456", "on",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *src = NULL;
+        char out[ERRSIZE], want[ERRSIZE];
+        char *argv[] = {"kinfer", "--http", (char *)bad[i], NULL};
+        assert_int_equal(addr_parse(argv, NULL, out, sizeof out, &src),
+                         KINFER_ERR_CONFIG);
+        snprintf(want, sizeof want,
+                 "--http: expected HOST:PORT (port 0 to 65535, [ADDR] for "
+                 "IPv6) or off, got '%s'",
+                 bad[i]);
+        assert_string_equal(out, want);
+    }
+    const char *src = NULL;
+    char out[ERRSIZE];
+    assert_int_equal(
+        addr_parse(NOARGS, ENV("KINFER_HTTP=nope"), out, sizeof out, &src),
+        KINFER_ERR_CONFIG);
+    assert_string_equal(out, "KINFER_HTTP: expected HOST:PORT (port 0 to "
+                             "65535, [ADDR] for IPv6) or off, got 'nope'");
+}
+
+static void test_addr_split(void **state)
+{
+    (void)state;
+    char host[16];
+    int port = -1;
+    assert_int_equal(kinfer_addr_split("off", host, sizeof host, &port), 1);
+    assert_int_equal(
+        kinfer_addr_split("0.0.0.0:8080", host, sizeof host, &port), 0);
+    assert_string_equal(host, "0.0.0.0");
+    assert_int_equal(port, 8080);
+    assert_int_equal(kinfer_addr_split("[::]:0", host, sizeof host, &port), 0);
+    assert_string_equal(host, "::");
+    assert_int_equal(port, 0);
+    assert_int_equal(
+        kinfer_addr_split("worker-1.svc:65535", host, sizeof host, &port), 0);
+    assert_string_equal(host, "worker-1.svc");
+    assert_int_equal(port, 65535);
+    /* A host that does not fit is refused, not cut. */
+    assert_int_equal(
+        kinfer_addr_split("a-very-long-host-name:80", host, sizeof host, &port),
+        -1);
+}
+
 static void test_help_output(void **state)
 {
     (void)state;
@@ -736,6 +842,10 @@ int main(void)
         cmocka_unit_test(test_bad_default),
         cmocka_unit_test(test_small_error_buffer),
         cmocka_unit_test(test_help_output),
+        cmocka_unit_test_setup_teardown(test_addr_sources, conf_setup,
+                                        conf_teardown),
+        cmocka_unit_test(test_addr_errors),
+        cmocka_unit_test(test_addr_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

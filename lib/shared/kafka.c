@@ -1,7 +1,10 @@
 /* The Kafka layer (shared/kafka.h): handles built from kinfer's settings,
  * librdkafka's log and errors routed into kinfer's log, topic metadata and
  * producing with headers. */
+#include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "kinfer/log.h"
 #include "shared/kafka.h"
@@ -30,6 +33,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
             atomic_store(ev->fatal, 1);
         return;
     }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && ev != NULL &&
+        ev->all_brokers_down != NULL)
+        atomic_store(ev->all_brokers_down, 1);
     /* librdkafka retries every other error by itself.  A refused login or
      * TLS handshake does not heal that way, so it is an ERROR that names
      * the cause; the connect timeout (kinfer_kafka_watch) ends the program
@@ -41,6 +47,134 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     kinfer_log(cause[0] != '\0' ? KINFER_LOG_ERROR : KINFER_LOG_WARN,
                "%s: %s%s: %s", rd_kafka_name(rk), cause,
                rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* ---------------------------------------------------------- statistics */
+
+/* The parsed JSON and the arrays pointing into it. */
+struct stats_store {
+    json_t *root;
+    struct kinfer_kafka_broker_stats *brokers;
+    struct kinfer_kafka_partition_stats *partitions;
+};
+
+static int64_t num_or(const json_t *obj, const char *key, int64_t dflt)
+{
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+static void parse_brokers(const json_t *brokers, struct stats_store *store,
+                          struct kinfer_kafka_stats *st)
+{
+    size_t n = json_is_object(brokers) ? json_object_size(brokers) : 0;
+    store->brokers = kinfer_xcalloc(n + 1, sizeof *store->brokers);
+    const char *key;
+    json_t *b;
+    json_object_foreach((json_t *)brokers, key, b)
+    {
+        if (!json_is_object(b) || st->n_brokers == n)
+            continue;
+        struct kinfer_kafka_broker_stats *o = &store->brokers[st->n_brokers++];
+        const json_t *state = json_object_get(b, "state");
+        const json_t *rtt = json_object_get(b, "rtt");
+        o->name = key;
+        o->nodeid = (int32_t)num_or(b, "nodeid", -1);
+        o->up = json_is_string(state) &&
+                strcmp(json_string_value(state), "UP") == 0;
+        o->rtt_avg_us = num_or(rtt, "avg", -1);
+        o->rtt_cnt = num_or(rtt, "cnt", 0);
+    }
+    st->brokers = store->brokers;
+}
+
+static int64_t partition_lag(const json_t *p)
+{
+    int64_t lag = num_or(p, "consumer_lag_stored", -1);
+    if (lag < 0)
+        lag = num_or(p, "consumer_lag", -1);
+    int64_t hi = num_or(p, "hi_offset", -1);
+    int64_t app = num_or(p, "app_offset", -1);
+    if (lag < 0 && hi >= 0 && app >= 0 && app <= hi)
+        lag = hi - app;
+    return lag;
+}
+
+static void parse_topics(const json_t *topics, struct stats_store *store,
+                         struct kinfer_kafka_stats *st)
+{
+    size_t n = 0;
+    const char *tname, *pname;
+    json_t *t, *p;
+    json_object_foreach((json_t *)topics, tname, t)
+    {
+        n += json_object_size(json_object_get(t, "partitions"));
+    }
+    store->partitions = kinfer_xcalloc(n + 1, sizeof *store->partitions);
+    json_object_foreach((json_t *)topics, tname, t)
+    {
+        json_t *parts = json_object_get(t, "partitions");
+        json_object_foreach(parts, pname, p)
+        {
+            int64_t id = num_or(p, "partition", -1);
+            if (id < 0 || id > INT32_MAX || st->n_partitions == n)
+                continue; /* -1 is librdkafka's "unassigned" queue */
+            struct kinfer_kafka_partition_stats *o =
+                &store->partitions[st->n_partitions++];
+            o->topic = tname;
+            o->partition = (int32_t)id;
+            o->hi_offset = num_or(p, "hi_offset", -1);
+            o->stored_offset = num_or(p, "stored_offset", -1);
+            o->lag = partition_lag(p);
+        }
+    }
+    st->partitions = store->partitions;
+}
+
+int kinfer_kafka_stats_parse(const char *json, size_t len,
+                             struct kinfer_kafka_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->msg_cnt = -1;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return -1;
+    }
+    struct stats_store *store = kinfer_xcalloc(1, sizeof *store);
+    store->root = root;
+    st->msg_cnt = num_or(root, "msg_cnt", -1);
+    parse_brokers(json_object_get(root, "brokers"), store, st);
+    const json_t *topics = json_object_get(root, "topics");
+    if (json_is_object(topics))
+        parse_topics(topics, store, st);
+    st->store = store;
+    return 0;
+}
+
+void kinfer_kafka_stats_clear(struct kinfer_kafka_stats *st)
+{
+    struct stats_store *store = st->store;
+    if (store != NULL) {
+        json_decref(store->root);
+        free(store->brokers);
+        free(store->partitions);
+        free(store);
+    }
+    memset(st, 0, sizeof *st);
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    const struct kinfer_kafka_events *ev = opaque;
+    struct kinfer_kafka_stats st;
+    if (kinfer_kafka_stats_parse(json, len, &st) != 0)
+        kinfer_log(KINFER_LOG_WARN, "%s: unreadable statistics JSON",
+                   rd_kafka_name(rk));
+    else
+        ev->stats(ev->owner, rk, &st);
+    kinfer_kafka_stats_clear(&st);
+    return 0; /* librdkafka frees json */
 }
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -120,6 +254,8 @@ static rd_kafka_conf_t *make_conf(const struct kinfer_kafka_setup *s, char *err,
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     if (ev != NULL && ev->rebalance != NULL && s->role == KINFER_KAFKA_CONSUMER)
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    if (ev != NULL && ev->stats != NULL)
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
     return conf;
 }
 

@@ -31,6 +31,46 @@ enum kinfer_kafka_role {
      * rd_kafka_init_transactions. */
 };
 
+/* What librdkafka's statistics (statistics.interval.ms, JSON) say, cut
+ * down to what kinfer reports; see docs/metrics.md.  Times in
+ * microseconds as librdkafka gives them; -1 where a number is absent. */
+struct kinfer_kafka_broker_stats {
+    const char *name;            /* "host:port/id"; borrowed for the callback */
+    int32_t nodeid;              /* -1 for a bootstrap entry */
+    int up;                      /* state "UP": connected */
+    int64_t rtt_avg_us, rtt_cnt; /* request round trips in the window */
+};
+
+struct kinfer_kafka_partition_stats {
+    const char *topic; /* borrowed for the callback */
+    int32_t partition;
+    int64_t hi_offset;     /* the partition's end offset */
+    int64_t stored_offset; /* next offset to commit (consumer) */
+    /* Messages not yet answered: hi_offset minus the stored offset
+     * (librdkafka's consumer_lag_stored) when one is stored, else minus
+     * the committed offset (consumer_lag), else minus the offset last
+     * handed to the application; -1 when none is known. */
+    int64_t lag;
+};
+
+struct kinfer_kafka_stats {
+    int64_t msg_cnt; /* messages in the producer's local queue */
+    size_t n_brokers;
+    const struct kinfer_kafka_broker_stats *brokers;
+    size_t n_partitions; /* every topic's real partitions (not -1) */
+    const struct kinfer_kafka_partition_stats *partitions;
+    void *store; /* what the arrays point into; kinfer_kafka_stats_clear */
+};
+
+/* Parse librdkafka's statistics JSON json[0..len) into *st, whose arrays
+ * point into storage freed by kinfer_kafka_stats_clear.  Returns 0, or -1
+ * when the text is not the JSON object librdkafka writes (*st then empty
+ * and still to be cleared).  Any thread. */
+int kinfer_kafka_stats_parse(const char *json, size_t len,
+                             struct kinfer_kafka_stats *st)
+    __attribute__((warn_unused_result));
+void kinfer_kafka_stats_clear(struct kinfer_kafka_stats *st);
+
 /* What a handle reports to its owner.  The handle borrows this struct: it
  * must stay valid, unchanged, until the handle is destroyed.  Callbacks run
  * on whichever thread serves the handle at the time. */
@@ -49,6 +89,16 @@ struct kinfer_kafka_events {
      * for its duties).  NULL: librdkafka assigns and revokes by itself. */
     void (*rebalance)(void *owner, rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *parts);
+    /* Every statistics report of the handle (statistics.interval.ms),
+     * parsed; st is borrowed for the call.  NULL: statistics are not
+     * asked for by kinfer (a -X statistics.interval.ms still sets the
+     * interval, but nothing reads them). */
+    void (*stats)(void *owner, rd_kafka_t *rk,
+                  const struct kinfer_kafka_stats *st);
+    /* Set to 1 when librdkafka reports every broker down
+     * (RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN); the owner clears it when it
+     * learns otherwise.  NULL: only logged. */
+    atomic_int *all_brokers_down;
 };
 
 /* How to build one handle.  Properties are applied in this order, a later

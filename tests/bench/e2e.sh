@@ -197,6 +197,12 @@ WATCH_BIN="$BUILD_DIR/tests/bench/kinfer-bench-watch"
 for b in "$WORKER_BIN" "$PRODUCE_BIN" "$PT_BIN" "$WATCH_BIN"; do
     [[ -x "$b" ]] || die "$b missing (build it or drop --no-build)"
 done
+# One worker at a time runs here, but the metrics port may be taken by
+# something else on this host: the benchmark does not need it.
+HTTP_ARGS=()
+if "$WORKER_BIN" --help 2>&1 | grep -q -- '--http'; then
+    HTTP_ARGS=(--http off)
+fi
 BUILD_TYPE="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' \
     "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)"
 
@@ -335,7 +341,8 @@ start_contender() {
         read -r -a extra <<<"${WORKER_ARGS[${c#w} - 1]}"
         "$WORKER_BIN" --brokers "$BOOTSTRAP" --group "$group" \
             --input-topic "$in" --output-topic "$out" \
-            --dlq-topic e2e.dlq "${extra[@]}" </dev/null >"$logf" 2>&1 &
+            --dlq-topic e2e.dlq "${HTTP_ARGS[@]}" "${extra[@]}" \
+            </dev/null >"$logf" 2>&1 &
     fi
     CONTENDER_PID=$!
 }

@@ -6,13 +6,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -879,8 +883,9 @@ int it_group_wait_members(struct it_ctx *ctx, const char *group,
     return -1;
 }
 
-struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
-                                const char *const *args)
+/* Start argv[0] with argv (NULL-terminated), output to the log file. */
+static struct it_proc *proc_spawn(struct it_ctx *ctx, const char *label,
+                                  char *const *argv)
 {
     if (ctx->nprocs == IT_MAX_PROCS) {
         fprintf(stderr, "it: too many processes\n");
@@ -892,25 +897,20 @@ struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
     snprintf(p->log_path, sizeof p->log_path, "%s/%s.%s.log", ctx->log_dir,
              ctx->name, label);
 
+    /* Empty the log now, not only in the child: a reader of the log
+     * (it_proc_http_port) must never see a previous run's lines. */
+    int trunc = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (trunc >= 0)
+        close(trunc);
     /* Everything the child needs is prepared before fork: after fork in a
      * process with librdkafka threads only async-signal-safe calls are
      * allowed until exec. */
-    size_t nargs = 0;
-    while (args[nargs] != NULL)
-        nargs++;
-    char **argv = xcalloc(nargs + 4, sizeof *argv);
-    argv[0] = ctx->worker;
-    argv[1] = "--brokers";
-    argv[2] = ctx->brokers;
-    for (size_t i = 0; i < nargs; i++)
-        argv[3 + i] = (char *)args[i];
     pid_t parent = getpid();
     fflush(NULL);
 
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "it: fork: %s\n", strerror(errno));
-        free(argv);
         free(p);
         return NULL;
     }
@@ -927,18 +927,178 @@ struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
         dup2(fd, 1);
         dup2(fd, 2);
         execv(argv[0], argv);
-        static const char msg[] = "it: execv of the worker failed\n";
+        static const char msg[] = "it: execv failed\n";
         ssize_t w = write(2, msg, sizeof msg - 1);
         (void)w;
         _exit(127);
     }
-    free(argv);
     p->pid = pid;
     p->running = 1;
     ctx->procs[ctx->nprocs++] = p;
     fprintf(stderr, "it: started %s pid %ld, log %s\n", p->label, (long)pid,
             p->log_path);
     return p;
+}
+
+struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
+                                const char *const *args)
+{
+    size_t nargs = 0;
+    int has_http = 0;
+    while (args[nargs] != NULL) {
+        if (strcmp(args[nargs], "--http") == 0 ||
+            strncmp(args[nargs], "--http=", 7) == 0)
+            has_http = 1;
+        nargs++;
+    }
+    char **argv = xcalloc(nargs + 6, sizeof *argv);
+    size_t k = 0;
+    argv[k++] = ctx->worker;
+    argv[k++] = "--brokers";
+    argv[k++] = ctx->brokers;
+    if (!has_http) {
+        /* Several workers share this host: each gets a port of its own
+         * (it_proc_http_port reads it back), never the default 8080. */
+        argv[k++] = "--http";
+        argv[k++] = "127.0.0.1:0";
+    }
+    for (size_t i = 0; i < nargs; i++)
+        argv[k++] = (char *)args[i];
+    struct it_proc *p = proc_spawn(ctx, label, argv);
+    free(argv);
+    return p;
+}
+
+struct it_proc *it_proc_spawn(struct it_ctx *ctx, const char *label,
+                              const char *const *argv)
+{
+    return proc_spawn(ctx, label, (char *const *)argv);
+}
+
+int it_proc_http_port(struct it_proc *p, int64_t timeout_ms)
+{
+    static const char mark[] = "http: serving on ";
+    int64_t deadline = it_now_ms() + timeout_ms;
+    for (;;) {
+        FILE *f = fopen(p->log_path, "r");
+        char line[1024];
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            char *at = strstr(line, mark);
+            char *colon = at != NULL ? strrchr(at, ':') : NULL;
+            /* A line still being written ends without its newline: its
+             * port may be cut short. */
+            if (colon == NULL || strchr(colon, '\n') == NULL)
+                continue;
+            long port = strtol(colon + 1, NULL, 10);
+            fclose(f);
+            if (port <= 0 || port > 65535) {
+                fprintf(stderr, "it: %s: bad line: %s", p->label, line);
+                return -1;
+            }
+            return (int)port;
+        }
+        if (f != NULL)
+            fclose(f);
+        if (!it_proc_running(p)) {
+            fprintf(stderr, "it: %s exited before serving HTTP\n", p->label);
+            return -1;
+        }
+        if (it_now_ms() >= deadline) {
+            fprintf(stderr, "it: %s: no '%s' line within %lld ms\n", p->label,
+                    mark, (long long)timeout_ms);
+            return -1;
+        }
+        nap_ms(20);
+    }
+}
+
+/* Connect to 127.0.0.1:port before deadline; the socket or -1. */
+static int http_connect(int port, int64_t deadline)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        int64_t left = deadline - it_now_ms();
+        if (errno != EINPROGRESS ||
+            poll(&pf, 1, left > 0 ? (int)left : 0) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 ||
+            soerr != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+int it_http_get(int port, const char *path, int timeout_ms, char **body,
+                size_t *len)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    *body = NULL;
+    *len = 0;
+    int fd = http_connect(port, deadline);
+    if (fd < 0)
+        return -1;
+    char req[2048];
+    int n =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\n\r\n", path, port);
+    size_t sent = 0;
+    while (n > 0 && sent < (size_t)n && it_now_ms() < deadline) {
+        ssize_t k = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
+        if (k > 0)
+            sent += (size_t)k;
+        else if (errno == EAGAIN || errno == EINTR)
+            nap_ms(1);
+        else
+            break;
+    }
+    size_t cap = 65536, got = 0;
+    char *buf = xcalloc(1, cap + 1);
+    int closed = 0;
+    while (sent == (size_t)n && !closed) {
+        int64_t left = deadline - it_now_ms();
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pf, 1, (int)left) != 1)
+            break;
+        if (got == cap) {
+            char *bigger = realloc(buf, 2 * cap + 1);
+            if (bigger == NULL)
+                break;
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t k = recv(fd, buf + got, cap - got, 0);
+        if (k > 0)
+            got += (size_t)k;
+        else if (k == 0)
+            closed = 1;
+        else if (errno != EAGAIN && errno != EINTR)
+            break;
+    }
+    close(fd);
+    buf[got] = '\0';
+    int status = -1;
+    char *head_end = strstr(buf, "\r\n\r\n");
+    if (!closed || head_end == NULL ||
+        sscanf(buf, "HTTP/%*d.%*d %d", &status) != 1) {
+        free(buf);
+        return -1;
+    }
+    size_t off = (size_t)(head_end + 4 - buf);
+    memmove(buf, buf + off, got - off + 1);
+    *body = buf;
+    *len = got - off;
+    return status;
 }
 
 pid_t it_proc_pid(const struct it_proc *p)

@@ -199,12 +199,29 @@ int it_group_wait_members(struct it_ctx *ctx, const char *group,
                           int min_members, int64_t timeout_ms,
                           const char **state);
 
-/* Start the worker binary with "--brokers <brokers>" followed by the
- * NULL-terminated args.  stdout and stderr go to
+/* Start the worker binary with "--brokers <brokers>", then "--http
+ * 127.0.0.1:0" unless args hold --http, followed by the NULL-terminated
+ * args.  stdout and stderr go to
  * <log-dir>/<test>.<label>.log.  The child gets SIGKILL if the test
  * process dies.  Returns NULL after printing why. */
 struct it_proc *it_worker_spawn(struct it_ctx *ctx, const char *label,
                                 const char *const *args);
+
+/* Start any program: argv[0] is its path, argv NULL-terminated; output
+ * and SIGKILL-on-death as for it_worker_spawn.  NULL after printing why. */
+struct it_proc *it_proc_spawn(struct it_ctx *ctx, const char *label,
+                              const char *const *argv);
+
+/* The port a worker serves HTTP on, from its "http: serving on HOST:PORT"
+ * log line (it_worker_spawn passes --http 127.0.0.1:0 unless the test
+ * gives --http).  Waits up to timeout_ms; -1 after printing why. */
+int it_proc_http_port(struct it_proc *p, int64_t timeout_ms);
+
+/* GET http://127.0.0.1:port/path with HTTP/1.0, within timeout_ms.
+ * Returns the status code with *body (NUL-terminated, caller frees) and
+ * *len set to the answer's body; -1 when no complete answer came. */
+int it_http_get(int port, const char *path, int timeout_ms, char **body,
+                size_t *len);
 
 pid_t it_proc_pid(const struct it_proc *p);
 const char *it_proc_label(const struct it_proc *p);

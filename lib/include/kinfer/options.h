@@ -24,8 +24,10 @@ enum kinfer_opt_type {
     KINFER_OPT_INT,    /* decimal integer within [min, max] */
     KINFER_OPT_FLAG,   /* no argument on the command line; "true"/"false",
                           "1"/"0" in env or file */
-    KINFER_OPT_LIST    /* repeatable string: the repeats of the winning
+    KINFER_OPT_LIST,   /* repeatable string: the repeats of the winning
                           source are joined with ':' (as PATH is) */
+    KINFER_OPT_ADDR    /* "HOST:PORT" or "[IPV6]:PORT" with a port from 0
+                          to 65535, or "off" (see kinfer_addr_split) */
 };
 
 struct kinfer_optdef {
@@ -80,6 +82,13 @@ const char *kinfer_opts_source(const struct kinfer_opts *o, const char *name);
 size_t kinfer_opts_kafka_count(const struct kinfer_opts *o);
 void kinfer_opts_kafka_at(const struct kinfer_opts *o, size_t i,
                           const char **name, const char **value);
+
+/* Split a KINFER_OPT_ADDR value: "HOST:PORT", "[IPV6]:PORT" (brackets
+ * dropped) into host (NUL-terminated, at most hostsize-1 bytes) and *port.
+ * Returns 1 for "off", 0 when split, -1 when text is neither (empty host,
+ * no port, a port over 65535 or not a number, host too long). */
+int kinfer_addr_split(const char *text, char *host, size_t hostsize, int *port)
+    __attribute__((warn_unused_result));
 
 /* Write usage text: "Usage: <usage_line>", then each option with its
  * argument, environment variable, default and help, then -X. */

@@ -14,6 +14,7 @@
 #define KINFER_STAGE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kinfer/backend.h"
 #include "kinfer/error.h"
@@ -40,6 +41,12 @@ struct kinfer_stage_ops {
     void (*answered)(void *job, const struct kinfer_request *req,
                      const struct kinfer_model *m,
                      const struct kinfer_infer_item *item, void *arg);
+    /* Optional, for metrics: job was the index-th of the size requests of
+     * one backend call of m, which started at start_ns (kinfer_now_ns's
+     * clock) and took run_ns.  Called just before job's answered, on the
+     * same thread. */
+    void (*ran)(void *job, const struct kinfer_model *m, int64_t start_ns,
+                int64_t run_ns, size_t index, size_t size, void *arg);
     void *arg;
 };
 

@@ -49,7 +49,20 @@ struct kinfer_worker_config {
      * Borrowed. */
     const struct kinfer_kafka_prop *props;
     size_t n_props;
+    /* Liveness bound: the poll loop or the delivery-report thread making
+     * no progress this long fails kinfer_worker_live.  0 takes
+     * KINFER_DEFAULT_WATCHDOG_MS. */
+    int watchdog_ms;
 };
+
+/* Far above the longest step the poll loop takes by design (a revoke
+ * waits at most 1 s, warming a topic 2 s, a flow-control nap 50 ms). */
+#define KINFER_DEFAULT_WATCHDOG_MS 30000
+
+/* librdkafka statistics, unless -X statistics.interval.ms says otherwise:
+ * the lag, backlog, broker round-trip and producer-queue metrics come
+ * from them (docs/metrics.md). */
+#define KINFER_DEFAULT_STATS_INTERVAL "5000"
 
 /* Keys are ids for partitioning and joins; headers carry trace context
  * and correlation ids, well under 1 KiB in practice.  These leave room for
@@ -93,6 +106,22 @@ void kinfer_worker_stop(struct kinfer_worker *w);
 /* A snapshot of the counters into *st.  Any thread. */
 void kinfer_worker_get_stats(const struct kinfer_worker *w,
                              struct kinfer_worker_stats *st);
+
+/* The worker's metrics (docs/metrics.md), for the HTTP server.  Borrowed:
+ * valid until kinfer_worker_free.  Any thread. */
+struct kinfer_metrics *kinfer_worker_metrics(struct kinfer_worker *w);
+
+/* Liveness: 1 while the poll loop and the delivery-report thread make
+ * progress within cfg.watchdog_ms (or the worker was asked to stop);
+ * otherwise 0 with the stuck thread named in why.  Any thread. */
+int kinfer_worker_live(struct kinfer_worker *w, char *why, size_t size);
+
+/* Readiness: 1 when the consumer has joined the group (an assignment
+ * came, possibly empty), a broker is reachable, no fatal error happened
+ * and the worker is not draining for shutdown (models are loaded before
+ * the worker exists); otherwise 0 with the first unmet condition in why.
+ * Any thread. */
+int kinfer_worker_ready(struct kinfer_worker *w, char *why, size_t size);
 
 /* NULL is a no-op. */
 void kinfer_worker_free(struct kinfer_worker *w);

@@ -702,7 +702,7 @@ static void test_replay(void **state)
 
     rd_kafka_t *probe = new_consumer(ctx);
     IT_REQUIRE(ctx, probe != NULL, "consumer");
-    int64_t in_before, fresh_before, in_after, fresh_after;
+    int64_t in_before = 0, fresh_before = 0, in_after = 0, fresh_after = 0;
     IT_REQUIRE(ctx,
                end_offsets(probe, t.in, 2, NULL, &in_before) == 0 &&
                    end_offsets(probe, fresh, 2, NULL, &fresh_before) == 0,

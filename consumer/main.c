@@ -148,6 +148,17 @@ static const struct kinfer_optdef options[] = {
     {"connect-timeout", "KINFER_CONNECT_TIMEOUT", KINFER_OPT_INT, "60", 0,
      86400, "SECONDS",
      "Exit 1 when no broker was reached this long after start (0: never)", 0},
+    {"max-age", "KINFER_MAX_AGE", KINFER_OPT_INT, "0", 0,
+     (long long)1 << 50, "MS",
+     "Requests without a deadline of their own (header kinfer-deadline-ms, "
+     "parameters.timeout_ms) older than this by their Kafka timestamp are "
+     "answered 'expired' and not run (0: never)",
+     0},
+    {"ordering", "KINFER_ORDERING", KINFER_OPT_STRING, "none", 0, 0, "MODE",
+     "none: any order; key: requests with the same key run and are "
+     "answered in offset order (null keys unordered); partition: one "
+     "request at a time per partition",
+     0},
     {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0, 86400,
      "SECONDS", "Log counters this often (0: never)", 0},
     {"log-level", "KINFER_LOG_LEVEL", KINFER_OPT_STRING, "info", 0, 0, "LEVEL",
@@ -228,8 +239,8 @@ static int parse_options(const struct kinfer_optdef *defs, int argc,
 }
 
 /* The worker's settings from the options.  Everything stays borrowed from
- * o, except *props, which the caller frees with free().  Returns 0, or -1
- * when memory runs out. */
+ * o, except *props, which the caller frees with free().  Returns 0, -1
+ * when memory runs out, or -2 after printing why a setting is bad. */
 static int worker_config(const struct kinfer_opts *o,
                          struct kinfer_worker_config *cfg,
                          struct kinfer_kafka_prop **props)
@@ -265,7 +276,20 @@ static int worker_config(const struct kinfer_opts *o,
         .max_headers = (size_t)kinfer_opts_get_int(o, "max-headers"),
         .props = *props,
         .n_props = nprops,
+        .max_age_ms = kinfer_opts_get_int(o, "max-age"),
     };
+    const char *ordering = kinfer_opts_get(o, "ordering");
+    if (strcmp(ordering, "key") == 0)
+        cfg->ordering = KINFER_ORDERING_KEY;
+    else if (strcmp(ordering, "partition") == 0)
+        cfg->ordering = KINFER_ORDERING_PARTITION;
+    else if (strcmp(ordering, "none") != 0) {
+        fprintf(stderr,
+                "kinfer-worker: --ordering: expected none, key or "
+                "partition, got '%s'\n",
+                ordering);
+        return -2;
+    }
     return 0;
 }
 
@@ -334,7 +358,8 @@ int main(int argc, char **argv)
 
     struct kinfer_worker_config cfg;
     struct kinfer_kafka_prop *props = NULL;
-    status = worker_config(o, &cfg, &props) == 0 ? serve(&cfg, o) : 1;
+    int rc = worker_config(o, &cfg, &props);
+    status = rc == 0 ? serve(&cfg, o) : rc == -2 ? 2 : 1;
     free(props);
     kinfer_opts_free(o);
     return status;

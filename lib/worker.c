@@ -120,6 +120,8 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     };
     struct kinfer_stage_ops ops;
     kinfer_worker_stage_ops(w, &ops);
+    if (kinfer_worker_pipe_new(w, &ops, err, errsize) != 0)
+        goto fail;
     if (kinfer_tracker_new(&w->tracker) != KINFER_OK ||
         kinfer_stage_new(&sc, models, &ops, &w->stage) != KINFER_OK) {
         kinfer_fmt(err, errsize, "starting %zu inference threads failed",
@@ -152,6 +154,7 @@ void kinfer_worker_get_stats(const struct kinfer_worker *w,
     st->errors = atomic_load(&mw->errors);
     st->dead_letters = atomic_load(&mw->dead_letters);
     st->failures = atomic_load(&mw->failures);
+    st->expired = atomic_load(&mw->expired);
 }
 
 /* Destroying a handle can hang inside librdkafka 2.0.2 with the broker
@@ -246,6 +249,7 @@ void kinfer_worker_free(struct kinfer_worker *w)
     /* Before the producer: the stage's last requests are produced. */
     kinfer_stage_free(w->stage);
     kinfer_worker_dr_stop(w);
+    kinfer_worker_pipe_free(w);
     if (destroy_handles(w) != 0)
         return; /* w stays allocated for the thread still destroying */
     kinfer_tracker_free(w->tracker);

@@ -366,8 +366,7 @@ static void dispatch(struct kinfer_worker *w, rd_kafka_message_t *m)
     }
     struct job *j = kinfer_worker_job_new(w, m, gen);
     atomic_fetch_add(&w->consumed, 1);
-    if (kinfer_stage_submit(w->stage, j, m->payload, m->len) != KINFER_OK)
-        kinfer_worker_job_drop(j);
+    kinfer_worker_pipe_submit(w, j);
 }
 
 static void log_stats(struct kinfer_worker *w, const char *when)

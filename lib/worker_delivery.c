@@ -770,3 +770,17 @@ void kinfer_worker_stage_ops(struct kinfer_worker *w,
         .arg = w,
     };
 }
+
+void kinfer_worker_job_answer_error(struct job *j,
+                                    const struct kinfer_request *req,
+                                    const char *why, int dead_letter)
+{
+    if (req != NULL)
+        job_names(j, req);
+    else if (j->model_name == NULL)
+        j->model_name = kinfer_xstrdup(j->w->cfg.default_model);
+    if (dead_letter)
+        reject(j, why);
+    else
+        send_error_result(j, why);
+}

@@ -19,6 +19,8 @@
 #include "shared/kafka.h"
 
 struct out;
+struct kinfer_order;
+struct kinfer_order_key;
 
 /* One consumed request, from dispatch until its last message is delivered
  * (or it is dropped).  Lifetime: polled -> tracked -> queued -> decoded and
@@ -35,6 +37,11 @@ struct job {
     atomic_int failed;  /* a delivery failed: do not mark answered */
     char *id;           /* for a fallback error result; owned */
     char *model_name;   /* likewise */
+    /* Pipeline semantics (worker_pipe.c), set on the poll thread at
+     * dispatch and read by the one thread that holds the job. */
+    int64_t timestamp_ms; /* the message's Kafka timestamp; -1: none */
+    int64_t deadline_ms;  /* epoch ms from kinfer-deadline-ms; 0: none */
+    struct kinfer_order_key *order; /* its key's FIFO; NULL: unordered */
 };
 
 /* Fields are written once by kinfer_worker_new unless a note says
@@ -81,6 +88,10 @@ struct kinfer_worker {
     int consumer_unsafe;             /* destroying it would crash (2.0.2) */
 
     atomic_ullong consumed, answered, errors, dead_letters, failures;
+    /* Pipeline semantics (worker_pipe.c). */
+    struct kinfer_stage_ops inner_ops; /* the delivery side's callbacks */
+    struct kinfer_order *order;        /* NULL: --ordering none */
+    atomic_ullong expired;
     int64_t last_stats_ms; /* poll thread only */
     unsigned long long last_stats_consumed;
 };
@@ -111,6 +122,28 @@ void kinfer_worker_delivered_cb(void *owner, const rd_kafka_message_t *m);
  * stop joins the thread and is a no-op when none runs. */
 int kinfer_worker_dr_start(struct kinfer_worker *w);
 void kinfer_worker_dr_stop(struct kinfer_worker *w);
+
+/* Answer j with an error result saying why, for a request that never
+ * reached its model; req (may be NULL: not decoded) gives its id and
+ * model name.  dead_letter: also send the request to the DLQ.  Any
+ * thread that holds j. */
+void kinfer_worker_job_answer_error(struct job *j,
+                                    const struct kinfer_request *req,
+                                    const char *why, int dead_letter);
+
+/* ------------------------------------------------------ worker_pipe.c */
+
+/* Deadlines, per-key ordering, retries: between dispatch and the stage.
+ * pipe_new sets them up (after the stage ops: it wraps w->stage ops in
+ * *ops); returns 0 or -1 with err set.  Main thread. */
+int kinfer_worker_pipe_new(struct kinfer_worker *w,
+                           struct kinfer_stage_ops *ops, char *err,
+                           size_t errsize);
+void kinfer_worker_pipe_free(struct kinfer_worker *w);
+
+/* Hand j (tracked, counted in flight) on to the stage, or hold it behind
+ * its key's earlier requests.  Poll thread. */
+void kinfer_worker_pipe_submit(struct kinfer_worker *w, struct job *j);
 
 /* -------------------------------------------------- worker_consume.c */
 

@@ -16,6 +16,13 @@
 #include "kinfer/host.h"
 #include "kinfer/request.h"
 
+/* Which requests must run and be answered in offset order (--ordering). */
+enum kinfer_ordering {
+    KINFER_ORDERING_NONE = 0,  /* any order (the fastest) */
+    KINFER_ORDERING_PARTITION, /* one request at a time per partition */
+    KINFER_ORDERING_KEY        /* one at a time per key of a partition */
+};
+
 struct kinfer_worker_config {
     const char *brokers; /* bootstrap.servers */
     const char *group;   /* group.id */
@@ -49,6 +56,13 @@ struct kinfer_worker_config {
      * Borrowed. */
     const struct kinfer_kafka_prop *props;
     size_t n_props;
+    /* Pipeline semantics (lib/worker_pipe.c, docs/design.md).  Zero
+     * values keep the behaviour of a worker without them. */
+    /* Requests without a deadline of their own (kinfer-deadline-ms,
+     * parameters.timeout_ms) expire this long after their Kafka
+     * timestamp; 0: never. */
+    long long max_age_ms;
+    enum kinfer_ordering ordering;
 };
 
 /* Keys are ids for partitioning and joins; headers carry trace context
@@ -66,6 +80,7 @@ struct kinfer_worker_stats {
     unsigned long long errors;       /* error results delivered */
     unsigned long long dead_letters; /* DLQ copies delivered */
     unsigned long long failures;     /* deliveries that failed for good */
+    unsigned long long expired;      /* answered "expired", never run */
 };
 
 struct kinfer_worker;

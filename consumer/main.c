@@ -102,7 +102,10 @@ static const struct kinfer_optdef options[] = {
     {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING, "kinfer.results",
      0, 0, "T", "Topic to write results to", 0},
     {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0, 0,
-     "T", "Dead-letter topic for requests that cannot be decoded", 0},
+     "T",
+     "Dead-letter topic for requests that cannot be decoded (and, with "
+     "--retry-dlq 1, those out of retry attempts)",
+     0},
     {"threads", "KINFER_THREADS", KINFER_OPT_INT, NULL /* CPU count */, 1, 1024,
      "N", "Inference threads (defaults to the online CPU count)", 0},
     {"max-in-flight", "KINFER_MAX_IN_FLIGHT", KINFER_OPT_INT, "20000", 1,
@@ -148,8 +151,8 @@ static const struct kinfer_optdef options[] = {
     {"connect-timeout", "KINFER_CONNECT_TIMEOUT", KINFER_OPT_INT, "60", 0,
      86400, "SECONDS",
      "Exit 1 when no broker was reached this long after start (0: never)", 0},
-    {"max-age", "KINFER_MAX_AGE", KINFER_OPT_INT, "0", 0,
-     (long long)1 << 50, "MS",
+    {"max-age", "KINFER_MAX_AGE", KINFER_OPT_INT, "0", 0, (long long)1 << 50,
+     "MS",
      "Requests without a deadline of their own (header kinfer-deadline-ms, "
      "parameters.timeout_ms) older than this by their Kafka timestamp are "
      "answered 'expired' and not run (0: never)",
@@ -158,6 +161,22 @@ static const struct kinfer_optdef options[] = {
      "none: any order; key: requests with the same key run and are "
      "answered in offset order (null keys unordered); partition: one "
      "request at a time per partition",
+     0},
+    {"retry-attempts", "KINFER_RETRY_ATTEMPTS", KINFER_OPT_INT, "3", 1, 100,
+     "N",
+     "Runs of a request whose model failure is marked transient, in all "
+     "(1: no retries); then the error result",
+     0},
+    {"retry-backoff", "KINFER_RETRY_BACKOFF", KINFER_OPT_INT, "100", 1, 3600000,
+     "MS",
+     "Wait before the first retry, doubled for each further one, with "
+     "jitter (half of it random)",
+     0},
+    {"retry-backoff-max", "KINFER_RETRY_BACKOFF_MAX", KINFER_OPT_INT, "5000", 1,
+     3600000, "MS", "Longest wait between two attempts", 0},
+    {"retry-dlq", "KINFER_RETRY_DLQ", KINFER_OPT_INT, "1", 0, 1, "0|1",
+     "1: a request out of attempts also goes to the dead-letter topic, with "
+     "header kinfer-attempts",
      0},
     {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0, 86400,
      "SECONDS", "Log counters this often (0: never)", 0},
@@ -277,6 +296,10 @@ static int worker_config(const struct kinfer_opts *o,
         .props = *props,
         .n_props = nprops,
         .max_age_ms = kinfer_opts_get_int(o, "max-age"),
+        .retry_attempts = (unsigned)kinfer_opts_get_int(o, "retry-attempts"),
+        .retry_backoff_ms = kinfer_opts_get_int(o, "retry-backoff"),
+        .retry_backoff_max_ms = kinfer_opts_get_int(o, "retry-backoff-max"),
+        .retry_dlq = (int)kinfer_opts_get_int(o, "retry-dlq"),
     };
     const char *ordering = kinfer_opts_get(o, "ordering");
     if (strcmp(ordering, "key") == 0)

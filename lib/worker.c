@@ -155,6 +155,8 @@ void kinfer_worker_get_stats(const struct kinfer_worker *w,
     st->dead_letters = atomic_load(&mw->dead_letters);
     st->failures = atomic_load(&mw->failures);
     st->expired = atomic_load(&mw->expired);
+    st->retries = atomic_load(&mw->retries);
+    st->exhausted = atomic_load(&mw->exhausted);
 }
 
 /* Destroying a handle can hang inside librdkafka 2.0.2 with the broker
@@ -246,6 +248,7 @@ void kinfer_worker_free(struct kinfer_worker *w)
 {
     if (w == NULL)
         return;
+    kinfer_worker_pipe_stop(w); /* its timer submits to the stage */
     /* Before the producer: the stage's last requests are produced. */
     kinfer_stage_free(w->stage);
     kinfer_worker_dr_stop(w);

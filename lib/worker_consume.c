@@ -528,6 +528,7 @@ static void shutdown_pipeline(struct kinfer_worker *w)
     size_t abandoned = atomic_load(&w->in_flight);
     if (abandoned > 0)
         atomic_store(&w->abandon, 1);
+    kinfer_worker_pipe_stop(w); /* retries still waiting stay uncommitted */
     /* Every queued request is dropped now (abandon) or already has its
      * results in the producer; the ones running finish first. */
     kinfer_stage_drain(w->stage);

@@ -251,6 +251,11 @@ static rd_kafka_headers_t *out_headers(const struct out *o)
         rd_kafka_header_add(h, "kinfer-source-offset", -1, num, -1);
         if (j->msg->payload == NULL)
             rd_kafka_header_add(h, "kinfer-tombstone", -1, "true", -1);
+        if (j->attempts > 0) {
+            /* Ran on its model (worker_pipe.c): how often. */
+            kinfer_fmt(num, sizeof num, "%u", j->attempts);
+            rd_kafka_header_add(h, "kinfer-attempts", -1, num, -1);
+        }
     }
     if (o->shed != 0) {
         char list[32];

@@ -21,6 +21,7 @@
 struct out;
 struct kinfer_order;
 struct kinfer_order_key;
+struct kinfer_delay;
 
 /* One consumed request, from dispatch until its last message is delivered
  * (or it is dropped).  Lifetime: polled -> tracked -> queued -> decoded and
@@ -42,6 +43,7 @@ struct job {
     int64_t timestamp_ms; /* the message's Kafka timestamp; -1: none */
     int64_t deadline_ms;  /* epoch ms from kinfer-deadline-ms; 0: none */
     struct kinfer_order_key *order; /* its key's FIFO; NULL: unordered */
+    unsigned attempts;              /* model runs so far */
 };
 
 /* Fields are written once by kinfer_worker_new unless a note says
@@ -91,7 +93,8 @@ struct kinfer_worker {
     /* Pipeline semantics (worker_pipe.c). */
     struct kinfer_stage_ops inner_ops; /* the delivery side's callbacks */
     struct kinfer_order *order;        /* NULL: --ordering none */
-    atomic_ullong expired;
+    struct kinfer_delay *delay;        /* retries waiting for their backoff */
+    atomic_ullong expired, retries, exhausted;
     int64_t last_stats_ms; /* poll thread only */
     unsigned long long last_stats_consumed;
 };
@@ -140,6 +143,11 @@ int kinfer_worker_pipe_new(struct kinfer_worker *w,
                            struct kinfer_stage_ops *ops, char *err,
                            size_t errsize);
 void kinfer_worker_pipe_free(struct kinfer_worker *w);
+
+/* Stop the retry timer: requests waiting for a retry are dropped
+ * (uncommitted; the partition's next owner runs them again).  Before the
+ * stage drains, which takes no submits after.  Main thread; idempotent. */
+void kinfer_worker_pipe_stop(struct kinfer_worker *w);
 
 /* Hand j (tracked, counted in flight) on to the stage, or hold it behind
  * its key's earlier requests.  Poll thread. */

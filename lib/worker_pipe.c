@@ -1,12 +1,15 @@
 /* The worker's pipeline semantics, between the poll thread's dispatch and
  * the inference stage (docs/design.md, "Pipeline semantics"): deadlines
- * (an expired request is answered "expired" and never runs) and per-key
+ * (an expired request is answered "expired" and never runs), per-key
  * ordering (a request waits until the one before it on its key has been
- * answered).  It wraps the delivery side's stage callbacks, so every
- * outcome of a request passes through here first.
+ * answered) and retries of transient model failures (a timer thread
+ * submits them again after a backoff; no inference thread waits).  It wraps the
+ * delivery side's stage callbacks, so every outcome of a request passes through
+ * here first.
  *
  * Threads: pipe_submit on the poll thread; the wrapped callbacks on
- * inference (or batcher timer) threads.  A job is held by one thread at a
+ * inference (or batcher timer) threads; retries come due on the delay
+ * queue's thread (delay.h).  A job is held by one thread at a
  * time.  Locks: the ordering module's own (a leaf); the stage is never
  * called with it held.
  */
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "delay.h"
 #include "kinfer/log.h"
 #include "ordering.h"
 #include "shared/util.h"
@@ -245,12 +249,86 @@ static void pipe_unknown_model(void *job, const struct kinfer_request *req,
     order_release(w, k);
 }
 
+/* -------------------------------------------------------------- retries */
+
+/* The backoff before attempt j->attempts + 1: the first backoff doubled
+ * per attempt made, capped, then "equal jitter" (half fixed, half random)
+ * so requests that failed together do not retry together. */
+static int64_t backoff_ms(const struct kinfer_worker *w, const struct job *j)
+{
+    int64_t d = w->cfg.retry_backoff_ms > 0 ? w->cfg.retry_backoff_ms : 1;
+    for (unsigned i = 1; i < j->attempts && d < w->cfg.retry_backoff_max_ms;
+         i++)
+        d *= 2;
+    if (w->cfg.retry_backoff_max_ms > 0 && d > w->cfg.retry_backoff_max_ms)
+        d = w->cfg.retry_backoff_max_ms;
+    /* splitmix64 of the clock and the offset: no shared PRNG state. */
+    uint64_t x = (uint64_t)kinfer_now_ns() ^ ((uint64_t)j->offset << 20) ^
+                 (uint64_t)j->partition;
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    int64_t half = d / 2;
+    return d - half + (int64_t)(x % (uint64_t)(half + 1));
+}
+
+/* A retry came due: run the request again (its key stays held). */
+static void retry_due(void *item, void *arg)
+{
+    stage_submit(arg, item);
+}
+
+/* A retry that will not run (shutting down): leave it uncommitted. */
+static void retry_drop(void *item, void *arg)
+{
+    struct job *j = item;
+    struct kinfer_order_key *k = j->order;
+    kinfer_worker_job_drop(j);
+    order_release(arg, k);
+}
+
+/* j failed transiently on attempt j->attempts.  Returns 1 when it was
+ * settled here (scheduled again, or dropped), 0 when the caller answers
+ * it (out of attempts). */
+static int retry(struct kinfer_worker *w, struct job *j,
+                 const struct kinfer_request *req, const char *error)
+{
+    if (j->attempts < w->cfg.retry_attempts) {
+        int64_t wait = backoff_ms(w, j);
+        kinfer_log(KINFER_LOG_DEBUG,
+                   "partition %" PRId32 " offset %" PRId64 ": attempt %u "
+                   "failed transiently (%s); again in %" PRId64 " ms",
+                   j->partition, j->offset, j->attempts, error, wait);
+        if (kinfer_delay_add(w->delay, kinfer_now_ms() + wait, j) ==
+            KINFER_OK) {
+            atomic_fetch_add(&w->retries, 1);
+            return 1;
+        }
+        retry_drop(j, w);
+        return 1;
+    }
+    char why[KINFER_ITEM_ERROR_SIZE + 64];
+    kinfer_fmt(why, sizeof why, "%s (transient; gave up after %u attempts)",
+               error, j->attempts);
+    atomic_fetch_add(&w->exhausted, 1);
+    struct kinfer_order_key *k = j->order;
+    kinfer_worker_job_answer_error(j, req, why, w->cfg.retry_dlq);
+    order_release(w, k);
+    return 1;
+}
+
 static void pipe_answered(void *job, const struct kinfer_request *req,
                           const struct kinfer_model *m,
                           const struct kinfer_infer_item *item, void *arg)
 {
     struct kinfer_worker *w = arg;
     struct kinfer_order_key *k = ((struct job *)job)->order;
+    struct job *j = job;
+    j->attempts++;
+    if (item->failed == KINFER_ITEM_TRANSIENT && w->delay != NULL &&
+        retry(w, j, req, item->error))
+        return;
     /* The result is in the producer's queue when this returns (the job
      * itself may be gone).  With enable.idempotence the producer keeps
      * one partition's messages in the order they were queued, retries
@@ -267,10 +345,15 @@ int kinfer_worker_pipe_new(struct kinfer_worker *w,
                            struct kinfer_stage_ops *ops, char *err,
                            size_t errsize)
 {
-    (void)err;
-    (void)errsize;
     atomic_init(&w->expired, 0);
+    atomic_init(&w->retries, 0);
+    atomic_init(&w->exhausted, 0);
     w->inner_ops = *ops;
+    if (w->cfg.retry_attempts > 1 &&
+        kinfer_delay_new(retry_due, w, &w->delay) != KINFER_OK) {
+        kinfer_fmt(err, errsize, "starting the retry timer thread failed");
+        return -1;
+    }
     if (w->cfg.ordering != KINFER_ORDERING_NONE)
         w->order = kinfer_order_new(w->cfg.max_in_flight);
     *ops = (struct kinfer_stage_ops){
@@ -284,12 +367,32 @@ int kinfer_worker_pipe_new(struct kinfer_worker *w,
     return 0;
 }
 
+void kinfer_worker_pipe_stop(struct kinfer_worker *w)
+{
+    if (w->delay == NULL)
+        return;
+    size_t n = kinfer_delay_stop(w->delay, retry_drop, w);
+    if (n > 0)
+        kinfer_log(KINFER_LOG_INFO,
+                   "%zu requests were waiting to be retried; they stay "
+                   "uncommitted and the partitions' next owner runs them",
+                   n);
+}
+
 void kinfer_worker_pipe_free(struct kinfer_worker *w)
 {
     unsigned long long expired = atomic_load(&w->expired);
     if (expired > 0)
         kinfer_log(KINFER_LOG_INFO,
                    "%llu requests expired before they could run", expired);
+    unsigned long long retries = atomic_load(&w->retries);
+    if (retries > 0)
+        kinfer_log(KINFER_LOG_INFO,
+                   "%llu retries after transient model failures; %llu "
+                   "requests ran out of attempts",
+                   retries, atomic_load(&w->exhausted));
+    kinfer_delay_free(w->delay);
+    w->delay = NULL;
     kinfer_order_free(w->order);
     w->order = NULL;
 }

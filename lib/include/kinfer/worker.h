@@ -63,6 +63,13 @@ struct kinfer_worker_config {
      * timestamp; 0: never. */
     long long max_age_ms;
     enum kinfer_ordering ordering;
+    /* Retries of failures a model marks transient (backend.h): attempts in
+     * all (0 or 1: none), the first backoff, doubled per attempt up to the
+     * maximum, each with jitter; dead-letter an exhausted request too. */
+    unsigned retry_attempts;
+    long long retry_backoff_ms;
+    long long retry_backoff_max_ms;
+    int retry_dlq;
 };
 
 /* Keys are ids for partitioning and joins; headers carry trace context
@@ -81,6 +88,8 @@ struct kinfer_worker_stats {
     unsigned long long dead_letters; /* DLQ copies delivered */
     unsigned long long failures;     /* deliveries that failed for good */
     unsigned long long expired;      /* answered "expired", never run */
+    unsigned long long retries;      /* runs again after a transient failure */
+    unsigned long long exhausted;    /* transient failures out of attempts */
 };
 
 struct kinfer_worker;

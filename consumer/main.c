@@ -32,8 +32,9 @@ static const char intro[] =
     "Consume inference requests (Open Inference Protocol JSON) from a Kafka\n"
     "topic, run them on a pool of threads, and produce one result per\n"
     "request to the output topic.  Invalid requests also go, byte for "
-    "byte,\nto the dead-letter topic.  SIGTERM/SIGINT drain, commit and "
-    "exit 0.\n";
+    "byte,\nto the dead-letter topic, and so do requests a model failed "
+    "transiently\non every retry.  Late requests are answered 'expired' "
+    "without running.\nSIGTERM/SIGINT drain, commit and exit 0.\n";
 
 /* Plugins first (their backends may be named by the repository), then the
  * repository, then the built-in "scale" model unless the repository
@@ -178,6 +179,12 @@ static const struct kinfer_optdef options[] = {
      "1: a request out of attempts also goes to the dead-letter topic, with "
      "header kinfer-attempts",
      0},
+    {"dlq-guard", "KINFER_DLQ_GUARD", KINFER_OPT_INT, "0", 0, 100, "PERCENT",
+     "Stop (exit 3) when more than PERCENT of a window's requests are "
+     "dead-lettered, leaving the rest uncommitted (0: off)",
+     0},
+    {"dlq-guard-window", "KINFER_DLQ_GUARD_WINDOW", KINFER_OPT_INT, "1000", 10,
+     100000000, "N", "Requests per window of --dlq-guard", 0},
     {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0, 86400,
      "SECONDS", "Log counters this often (0: never)", 0},
     {"log-level", "KINFER_LOG_LEVEL", KINFER_OPT_STRING, "info", 0, 0, "LEVEL",
@@ -300,6 +307,8 @@ static int worker_config(const struct kinfer_opts *o,
         .retry_backoff_ms = kinfer_opts_get_int(o, "retry-backoff"),
         .retry_backoff_max_ms = kinfer_opts_get_int(o, "retry-backoff-max"),
         .retry_dlq = (int)kinfer_opts_get_int(o, "retry-dlq"),
+        .dlq_guard_percent = (unsigned)kinfer_opts_get_int(o, "dlq-guard"),
+        .dlq_guard_window = (size_t)kinfer_opts_get_int(o, "dlq-guard-window"),
     };
     const char *ordering = kinfer_opts_get(o, "ordering");
     if (strcmp(ordering, "key") == 0)
@@ -317,7 +326,8 @@ static int worker_config(const struct kinfer_opts *o,
 }
 
 /* Load the models, then run the worker until it is stopped.  Returns the
- * exit status: 0 after a clean stop, 2 for a bad setting, 1 otherwise. */
+ * exit status: 0 after a clean stop, 2 for a bad setting, 3 when the DLQ
+ * ratio guard stopped it, 1 otherwise. */
 static int serve(const struct kinfer_worker_config *cfg,
                  const struct kinfer_opts *o)
 {
@@ -356,7 +366,9 @@ static int serve(const struct kinfer_worker_config *cfg,
     if (stop_requested)
         kinfer_worker_stop(w);
 
-    status = kinfer_worker_run(w) == KINFER_OK ? 0 : 1;
+    enum kinfer_err rc = kinfer_worker_run(w);
+    /* 3: the DLQ ratio guard stopped it (docs/configuration.md). */
+    status = rc == KINFER_OK ? 0 : rc == KINFER_ERR_INVALID ? 3 : 1;
 
 out:
     running = NULL;

@@ -629,5 +629,7 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
             atomic_store(&w->fatal, 1);
     }
     shutdown_pipeline(w);
+    if (!atomic_load(&w->fatal) && kinfer_worker_pipe_tripped(w))
+        return KINFER_ERR_INVALID; /* the DLQ ratio guard (worker_pipe.c) */
     return atomic_load(&w->fatal) ? KINFER_ERR_KAFKA : KINFER_OK;
 }

@@ -95,6 +95,12 @@ struct kinfer_worker {
     struct kinfer_order *order;        /* NULL: --ordering none */
     struct kinfer_delay *delay;        /* retries waiting for their backoff */
     atomic_ullong expired, retries, exhausted;
+    /* DLQ ratio guard: requests and dead letters of the current window,
+     * under guard_lock; tripped once, then the worker stops. */
+    pthread_mutex_t guard_lock;
+    int guard_ready; /* main thread: guard_lock initialised */
+    size_t guard_seen, guard_dead;
+    atomic_int guard_tripped;
     int64_t last_stats_ms; /* poll thread only */
     unsigned long long last_stats_consumed;
 };
@@ -148,6 +154,9 @@ void kinfer_worker_pipe_free(struct kinfer_worker *w);
  * (uncommitted; the partition's next owner runs them again).  Before the
  * stage drains, which takes no submits after.  Main thread; idempotent. */
 void kinfer_worker_pipe_stop(struct kinfer_worker *w);
+
+/* 1 when the DLQ ratio guard stopped the worker.  Any thread. */
+int kinfer_worker_pipe_tripped(struct kinfer_worker *w);
 
 /* Hand j (tracked, counted in flight) on to the stage, or hold it behind
  * its key's earlier requests.  Poll thread. */

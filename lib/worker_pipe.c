@@ -7,11 +7,14 @@
  * delivery side's stage callbacks, so every outcome of a request passes through
  * here first.
  *
+ * It also keeps the DLQ ratio guard's window: every answered request is
+ * counted, dead-lettered or not.
+ *
  * Threads: pipe_submit on the poll thread; the wrapped callbacks on
  * inference (or batcher timer) threads; retries come due on the delay
  * queue's thread (delay.h).  A job is held by one thread at a
- * time.  Locks: the ordering module's own (a leaf); the stage is never
- * called with it held.
+ * time.  Locks: the ordering module's own and guard_lock, both leaves; the
+ * stage is never called with either held.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -167,6 +170,41 @@ void kinfer_worker_pipe_submit(struct kinfer_worker *w, struct job *j)
     stage_submit(w, j);
 }
 
+/* ----------------------------------------------------------- DLQ guard */
+
+/* Count one answered request (dead: it was dead-lettered) in the guard's
+ * window; at the window's end, trip when too many were. */
+static void guard_count(struct kinfer_worker *w, int dead)
+{
+    if (w->cfg.dlq_guard_percent == 0 || w->cfg.dlq_guard_window == 0)
+        return;
+    pthread_mutex_lock(&w->guard_lock);
+    w->guard_seen++;
+    w->guard_dead += dead != 0;
+    size_t seen = w->guard_seen, dead_n = w->guard_dead;
+    int trip = 0;
+    if (seen >= w->cfg.dlq_guard_window) {
+        trip = dead_n * 100 > (size_t)w->cfg.dlq_guard_percent * seen;
+        w->guard_seen = 0;
+        w->guard_dead = 0;
+    }
+    pthread_mutex_unlock(&w->guard_lock);
+    if (!trip || atomic_exchange(&w->guard_tripped, 1))
+        return;
+    kinfer_log(KINFER_LOG_ERROR,
+               "DLQ guard: %zu of the last %zu requests were dead-lettered, "
+               "over --dlq-guard %u%%; the worker stops consuming (a broken "
+               "upstream or model?).  Requests not yet started stay "
+               "uncommitted; fix the cause and restart it (exit status 3)",
+               dead_n, seen, w->cfg.dlq_guard_percent);
+    kinfer_worker_stop(w);
+}
+
+int kinfer_worker_pipe_tripped(struct kinfer_worker *w)
+{
+    return atomic_load(&w->guard_tripped);
+}
+
 /* ----------------------------------------------------- wrapped callbacks */
 
 static int pipe_admit(void *job, void *arg)
@@ -174,10 +212,19 @@ static int pipe_admit(void *job, void *arg)
     struct kinfer_worker *w = arg;
     struct job *j = job;
     struct kinfer_order_key *k = j->order;
-    if (!atomic_load(&w->abandon)) {
+    int abandoning = atomic_load(&w->abandon);
+    if (!abandoning && atomic_load(&w->guard_tripped)) {
+        /* Stopped by the DLQ guard: what has not started stays
+         * uncommitted, for after the fix. */
+        kinfer_worker_job_drop(j);
+        order_release(w, k);
+        return 0;
+    }
+    if (!abandoning) {
         char why[256];
         if (header_deadline(j->msg, &j->deadline_ms, why, sizeof why) != 0) {
             kinfer_worker_job_answer_error(j, NULL, why, 1);
+            guard_count(w, 1);
             order_release(w, k);
             return 0;
         }
@@ -186,12 +233,15 @@ static int pipe_admit(void *job, void *arg)
             /* Not even decoded: the answer has no id (as for a request
              * over a cap); key and headers still identify it. */
             expire(j, NULL, j->deadline_ms, now, "header " DEADLINE_HEADER);
+            guard_count(w, 0);
             order_release(w, k);
             return 0;
         }
     }
     if (w->inner_ops.admit(job, w->inner_ops.arg))
         return 1;
+    if (!abandoning)
+        guard_count(w, 1); /* over a cap: error result + dead letter */
     order_release(w, k);
     return 0;
 }
@@ -206,6 +256,7 @@ static int pipe_ready(void *job, const struct kinfer_request *req, void *arg)
     int has = param_timeout(req, &timeout, why, sizeof why);
     if (has < 0) {
         kinfer_worker_job_answer_error(j, req, why, 1);
+        guard_count(w, 1);
         order_release(w, k);
         return 0;
     }
@@ -225,6 +276,7 @@ static int pipe_ready(void *job, const struct kinfer_request *req, void *arg)
     }
     if (deadline > 0 && now > deadline) {
         expire(j, req, deadline, now, source);
+        guard_count(w, 0);
         order_release(w, k);
         return 0;
     }
@@ -237,6 +289,7 @@ static void pipe_rejected(void *job, const struct kinfer_request *req,
     struct kinfer_worker *w = arg;
     struct kinfer_order_key *k = ((struct job *)job)->order;
     w->inner_ops.rejected(job, req, why, w->inner_ops.arg);
+    guard_count(w, 1);
     order_release(w, k);
 }
 
@@ -246,6 +299,7 @@ static void pipe_unknown_model(void *job, const struct kinfer_request *req,
     struct kinfer_worker *w = arg;
     struct kinfer_order_key *k = ((struct job *)job)->order;
     w->inner_ops.unknown_model(job, req, why, w->inner_ops.arg);
+    guard_count(w, 0);
     order_release(w, k);
 }
 
@@ -314,6 +368,7 @@ static int retry(struct kinfer_worker *w, struct job *j,
     atomic_fetch_add(&w->exhausted, 1);
     struct kinfer_order_key *k = j->order;
     kinfer_worker_job_answer_error(j, req, why, w->cfg.retry_dlq);
+    guard_count(w, w->cfg.retry_dlq);
     order_release(w, k);
     return 1;
 }
@@ -336,6 +391,7 @@ static void pipe_answered(void *job, const struct kinfer_request *req,
      * the key now keeps its results in offset order without waiting a
      * round trip for the delivery report (docs/design.md). */
     w->inner_ops.answered(job, req, m, item, w->inner_ops.arg);
+    guard_count(w, 0);
     order_release(w, k);
 }
 
@@ -346,6 +402,9 @@ int kinfer_worker_pipe_new(struct kinfer_worker *w,
                            size_t errsize)
 {
     atomic_init(&w->expired, 0);
+    pthread_mutex_init(&w->guard_lock, NULL);
+    w->guard_ready = 1;
+    atomic_init(&w->guard_tripped, 0);
     atomic_init(&w->retries, 0);
     atomic_init(&w->exhausted, 0);
     w->inner_ops = *ops;
@@ -393,6 +452,9 @@ void kinfer_worker_pipe_free(struct kinfer_worker *w)
                    retries, atomic_load(&w->exhausted));
     kinfer_delay_free(w->delay);
     w->delay = NULL;
+    if (w->guard_ready)
+        pthread_mutex_destroy(&w->guard_lock);
+    w->guard_ready = 0;
     kinfer_order_free(w->order);
     w->order = NULL;
 }

@@ -70,6 +70,11 @@ struct kinfer_worker_config {
     long long retry_backoff_ms;
     long long retry_backoff_max_ms;
     int retry_dlq;
+    /* DLQ ratio guard: when more than dlq_guard_percent of a window of
+     * dlq_guard_window requests is dead-lettered, stop (run returns
+     * KINFER_ERR_INVALID); 0: off. */
+    unsigned dlq_guard_percent;
+    size_t dlq_guard_window;
 };
 
 /* Keys are ids for partitioning and joins; headers carry trace context
@@ -107,7 +112,9 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
 /* Run until kinfer_worker_stop, then drain, flush, commit and leave the
  * group.  Returns KINFER_OK after a clean stop; KINFER_ERR_KAFKA when a
  * fatal Kafka error or a failed delivery ended the run (offsets of the
- * unanswered requests were not committed, so they will be consumed again).
+ * unanswered requests were not committed, so they will be consumed again);
+ * KINFER_ERR_INVALID when the DLQ ratio guard stopped it (the same clean
+ * stop, but requests not yet started were left uncommitted).
  */
 enum kinfer_err kinfer_worker_run(struct kinfer_worker *w);
 

@@ -146,6 +146,12 @@ static void order_release(struct kinfer_worker *w, struct kinfer_order_key *k)
     if (k == NULL)
         return;
     struct job *next = kinfer_order_leave(w->order, k);
+    /* Past the shutdown deadline the stage is being drained: the key's
+     * waiting requests stay uncommitted, without touching the stage. */
+    while (next != NULL && atomic_load(&w->abandon)) {
+        kinfer_worker_job_drop(next);
+        next = kinfer_order_leave(w->order, k);
+    }
     if (next != NULL)
         stage_submit(w, next);
 }

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define N_REQUESTS 30000
+#define N_REQUESTS 60000
 #define N_KEYS 400 /* plus the hot key */
 #define HOT_EVERY 4
 #define N_PARTITIONS 4

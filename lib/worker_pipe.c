@@ -111,10 +111,17 @@ static void expire(struct job *j, const struct kinfer_request *req,
                    int64_t deadline, int64_t now, const char *source)
 {
     char why[256];
-    kinfer_fmt(why, sizeof why,
-               "expired: the deadline (%s) passed %" PRId64
-               " ms before the request could run; it was not run",
-               source, now - deadline);
+    if (j->attempts > 0) /* waiting for a retry (docs/protocol.md) */
+        kinfer_fmt(why, sizeof why,
+                   "expired: the deadline (%s) passed %" PRId64
+                   " ms before the request could run again; it failed "
+                   "transiently %u times and was not run again",
+                   source, now - deadline, j->attempts);
+    else
+        kinfer_fmt(why, sizeof why,
+                   "expired: the deadline (%s) passed %" PRId64
+                   " ms before the request could run; it was not run",
+                   source, now - deadline);
     atomic_fetch_add(&j->w->expired, 1);
     kinfer_log(KINFER_LOG_DEBUG, "partition %" PRId32 " offset %" PRId64 ": %s",
                j->partition, j->offset, why);

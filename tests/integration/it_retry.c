@@ -342,6 +342,149 @@ static void test_retry(void **state)
     free(r);
 }
 
+/* --retry-dlq 0 and deadlines during a backoff: requests that always
+ * fail transiently, without a deadline (out of attempts: error result, no
+ * dead letter) and with a kinfer-deadline-ms header a few seconds ahead
+ * (expired while waiting for a retry, after at least one run: "expired:
+ * ... failed transiently N times", no dead letter). */
+#define N_LONG 10
+#define LONG_ATTEMPTS "40"
+
+struct long_run {
+    unsigned gave_up, expired_after_runs, other, dead;
+    size_t answered;
+    int seen[2 * N_LONG];
+    char first_other[300];
+};
+
+static void on_long_result(const struct it_msg *m, void *arg)
+{
+    struct long_run *r = arg;
+    char num[16];
+    if (it_header_str(m->headers, "req", num, sizeof num) <= 0)
+        return;
+    int i = atoi(num);
+    if (i < 0 || i >= 2 * N_LONG)
+        return;
+    if (r->seen[i]++ == 0)
+        r->answered++;
+    json_error_t jerr;
+    json_t *res = json_loadb(m->value, m->len, 0, &jerr);
+    const char *err = json_string_value(json_object_get(res, "error"));
+    if (i < N_LONG && err != NULL &&
+        strstr(err, "gave up after " LONG_ATTEMPTS " attempts") != NULL)
+        r->gave_up++;
+    else if (i >= N_LONG && err != NULL && strncmp(err, "expired:", 8) == 0 &&
+             strstr(err, "failed transiently") != NULL)
+        r->expired_after_runs++;
+    else if (r->other++ == 0)
+        snprintf(r->first_other, sizeof r->first_other, "req %d: %.250s", i,
+                 m->value);
+    json_decref(res);
+}
+
+static void on_long_dead(const struct it_msg *m, void *arg)
+{
+    (void)m;
+    ((struct long_run *)arg)->dead++;
+}
+
+static int long_all(void *arg)
+{
+    return ((struct long_run *)arg)->answered == 2 * N_LONG;
+}
+
+static void test_no_dlq_and_deadline(void **state)
+{
+    struct it_ctx *ctx = *state;
+    struct it_topics t;
+    it_topics_make(ctx, &t, 2, 2, NULL, NULL);
+    char repo[1024];
+    write_repo(repo, sizeof repo);
+    rd_kafka_t *rk = pu_producer_new(ctx);
+    IT_REQUIRE(ctx, rk != NULL, "producer");
+    /* The worker takes a few seconds to join; the deadline leaves it a
+     * few more to run each request several times first. */
+    int64_t deadline = pu_epoch_ms() + 15000;
+    for (int i = 0; i < 2 * N_LONG; i++) {
+        char id[32], value[512], num[32];
+        snprintf(id, sizeof id, "long-%d", i);
+        snprintf(value, sizeof value,
+                 "{\"id\":\"%s\",\"model_name\":\"flaky\",\"parameters\":{"
+                 "\"fail_times\":100000},\"inputs\":[{\"name\":\"x\","
+                 "\"shape\":[1],\"datatype\":\"FP64\",\"data\":[1]}]}",
+                 id);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        snprintf(num, sizeof num, "%d", i);
+        rd_kafka_header_add(h, "req", -1, num, -1);
+        if (i >= N_LONG) {
+            snprintf(num, sizeof num, "%lld", (long long)deadline);
+            rd_kafka_header_add(h, "kinfer-deadline-ms", -1, num, -1);
+        }
+        IT_REQUIRE(ctx, pu_produce(rk, t.in, -1, id, value, 0, h) == 0,
+                   "produce %s", id);
+    }
+    IT_REQUIRE(ctx, pu_flush(rk, 60000) == 0, "deliver requests");
+    rd_kafka_destroy(rk);
+
+    struct long_run *r = calloc(1, sizeof *r);
+    IT_REQUIRE(ctx, r != NULL, "out of memory");
+    struct it_reader *rout = it_reader_new(ctx, t.out, on_long_result, r);
+    struct it_reader *rdlq = it_reader_new(ctx, t.dlq, on_long_dead, r);
+    IT_REQUIRE(ctx, rout != NULL && rdlq != NULL, "readers");
+    const char *args[] = {"--group",
+                          t.group,
+                          "--input-topic",
+                          t.in,
+                          "--output-topic",
+                          t.out,
+                          "--dlq-topic",
+                          t.dlq,
+                          "--threads",
+                          "2",
+                          "--plugin",
+                          flaky_plugin,
+                          "--model-repo",
+                          repo,
+                          "--model",
+                          "flaky",
+                          "--retry-attempts",
+                          LONG_ATTEMPTS,
+                          "--retry-backoff",
+                          "100",
+                          "--retry-backoff-max",
+                          "400",
+                          "--retry-dlq",
+                          "0",
+                          NULL};
+    struct it_proc *w = it_worker_spawn(ctx, "worker-nodlq", args);
+    IT_REQUIRE(ctx, w != NULL, "spawn worker");
+    IT_REQUIRE(ctx,
+               it_reader_wait(rout, long_all, r, 120000,
+                              "an answer for every request") == 0,
+               "answered %zu of %d", r->answered, 2 * N_LONG);
+    (void)it_reader_drain(rdlq, 1000);
+    print_message("--retry-dlq 0: %u of %d gave up after " LONG_ATTEMPTS
+                  " attempts, %u of %d expired while waiting for a retry, "
+                  "%u dead letters\n",
+                  r->gave_up, N_LONG, r->expired_after_runs, N_LONG, r->dead);
+    IT_REQUIRE(ctx, r->other == 0, "unexpected answer %s", r->first_other);
+    IT_REQUIRE(ctx, r->gave_up == N_LONG && r->expired_after_runs == N_LONG,
+               "%u gave up, %u expired after runs", r->gave_up,
+               r->expired_after_runs);
+    IT_REQUIRE(ctx, r->dead == 0, "%u dead letters with --retry-dlq 0",
+               r->dead);
+    IT_REQUIRE(ctx, it_proc_signal(w, SIGTERM) == 0, "SIGTERM worker");
+    int status = 0;
+    IT_REQUIRE(ctx, it_proc_wait(w, 45000, &status, NULL) == 0,
+               "worker did not stop");
+    IT_REQUIRE(ctx, WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               "worker exit status");
+    it_reader_free(rout);
+    it_reader_free(rdlq);
+    free(r);
+}
+
 int main(int argc, char **argv)
 {
     char **h_argv = calloc((size_t)argc + 1, sizeof *h_argv);
@@ -367,6 +510,7 @@ int main(int argc, char **argv)
     }
     struct CMUnitTest tests[] = {
         cmocka_unit_test(test_retry),
+        cmocka_unit_test(test_no_dlq_and_deadline),
     };
     int rc =
         it_main("retry", h_argc, h_argv, tests, sizeof tests / sizeof tests[0]);

@@ -344,16 +344,17 @@ static void test_retry(void **state)
 
 /* --retry-dlq 0 and deadlines during a backoff: requests that always
  * fail transiently, without a deadline (out of attempts: error result, no
- * dead letter) and with a kinfer-deadline-ms header a few seconds ahead
- * (expired while waiting for a retry, after at least one run: "expired:
- * ... failed transiently N times", no dead letter). */
+ * dead letter) and, sent once the worker answers, with a
+ * kinfer-deadline-ms header 3 s ahead (expired while waiting for a retry,
+ * after at least one run: "expired: ... failed transiently N times", no
+ * dead letter). */
 #define N_LONG 10
 #define LONG_ATTEMPTS "40"
 
 struct long_run {
     unsigned gave_up, expired_after_runs, other, dead;
     size_t answered;
-    int seen[2 * N_LONG];
+    int seen[2 * N_LONG + 1]; /* [2 * N_LONG]: the probe */
     char first_other[300];
 };
 
@@ -364,8 +365,12 @@ static void on_long_result(const struct it_msg *m, void *arg)
     if (it_header_str(m->headers, "req", num, sizeof num) <= 0)
         return;
     int i = atoi(num);
-    if (i < 0 || i >= 2 * N_LONG)
+    if (i < 0 || i > 2 * N_LONG)
         return;
+    if (i == 2 * N_LONG) { /* the probe: the worker is up */
+        r->seen[i]++;
+        return;
+    }
     if (r->seen[i]++ == 0)
         r->answered++;
     json_error_t jerr;
@@ -394,6 +399,33 @@ static int long_all(void *arg)
     return ((struct long_run *)arg)->answered == 2 * N_LONG;
 }
 
+/* Queue request i of the long run: fail_times as given, and a deadline
+ * header when deadline > 0. */
+static int produce_long(rd_kafka_t *rk, const char *topic, int i,
+                        int fail_times, int64_t deadline)
+{
+    char id[32], value[512], num[32];
+    snprintf(id, sizeof id, "long-%d", i);
+    snprintf(value, sizeof value,
+             "{\"id\":\"%s\",\"model_name\":\"flaky\",\"parameters\":{"
+             "\"fail_times\":%d},\"inputs\":[{\"name\":\"x\","
+             "\"shape\":[1],\"datatype\":\"FP64\",\"data\":[1]}]}",
+             id, fail_times);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    snprintf(num, sizeof num, "%d", i);
+    rd_kafka_header_add(h, "req", -1, num, -1);
+    if (deadline > 0) {
+        snprintf(num, sizeof num, "%lld", (long long)deadline);
+        rd_kafka_header_add(h, "kinfer-deadline-ms", -1, num, -1);
+    }
+    return pu_produce(rk, topic, -1, id, value, 0, h);
+}
+
+static int probe_answered(void *arg)
+{
+    return ((struct long_run *)arg)->seen[2 * N_LONG] > 0;
+}
+
 static void test_no_dlq_and_deadline(void **state)
 {
     struct it_ctx *ctx = *state;
@@ -403,29 +435,13 @@ static void test_no_dlq_and_deadline(void **state)
     write_repo(repo, sizeof repo);
     rd_kafka_t *rk = pu_producer_new(ctx);
     IT_REQUIRE(ctx, rk != NULL, "producer");
-    /* The worker takes a few seconds to join; the deadline leaves it a
-     * few more to run each request several times first. */
-    int64_t deadline = pu_epoch_ms() + 15000;
-    for (int i = 0; i < 2 * N_LONG; i++) {
-        char id[32], value[512], num[32];
-        snprintf(id, sizeof id, "long-%d", i);
-        snprintf(value, sizeof value,
-                 "{\"id\":\"%s\",\"model_name\":\"flaky\",\"parameters\":{"
-                 "\"fail_times\":100000},\"inputs\":[{\"name\":\"x\","
-                 "\"shape\":[1],\"datatype\":\"FP64\",\"data\":[1]}]}",
-                 id);
-        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
-        snprintf(num, sizeof num, "%d", i);
-        rd_kafka_header_add(h, "req", -1, num, -1);
-        if (i >= N_LONG) {
-            snprintf(num, sizeof num, "%lld", (long long)deadline);
-            rd_kafka_header_add(h, "kinfer-deadline-ms", -1, num, -1);
-        }
-        IT_REQUIRE(ctx, pu_produce(rk, t.in, -1, id, value, 0, h) == 0,
-                   "produce %s", id);
-    }
+    /* Always failing, no deadline; then a probe that succeeds at once. */
+    for (int i = 0; i < N_LONG; i++)
+        IT_REQUIRE(ctx, produce_long(rk, t.in, i, 100000, 0) == 0,
+                   "produce long-%d", i);
+    IT_REQUIRE(ctx, produce_long(rk, t.in, 2 * N_LONG, 0, 0) == 0,
+               "produce the probe");
     IT_REQUIRE(ctx, pu_flush(rk, 60000) == 0, "deliver requests");
-    rd_kafka_destroy(rk);
 
     struct long_run *r = calloc(1, sizeof *r);
     IT_REQUIRE(ctx, r != NULL, "out of memory");
@@ -459,6 +475,18 @@ static void test_no_dlq_and_deadline(void **state)
                           NULL};
     struct it_proc *w = it_worker_spawn(ctx, "worker-nodlq", args);
     IT_REQUIRE(ctx, w != NULL, "spawn worker");
+    IT_REQUIRE(ctx,
+               it_reader_wait(rout, probe_answered, r, 120000,
+                              "the probe's answer") == 0,
+               "the worker answered nothing");
+    /* The worker is consuming: these get 3 s, far less than 40 attempts
+     * take (about 10 s), so they expire between two runs. */
+    int64_t deadline = pu_epoch_ms() + 3000;
+    for (int i = N_LONG; i < 2 * N_LONG; i++)
+        IT_REQUIRE(ctx, produce_long(rk, t.in, i, 100000, deadline) == 0,
+                   "produce long-%d", i);
+    IT_REQUIRE(ctx, pu_flush(rk, 60000) == 0, "deliver requests");
+    rd_kafka_destroy(rk);
     IT_REQUIRE(ctx,
                it_reader_wait(rout, long_all, r, 120000,
                               "an answer for every request") == 0,

@@ -33,8 +33,10 @@ static const char intro[] =
     "Consume inference requests (Open Inference Protocol JSON) from a Kafka\n"
     "topic, run them on a pool of threads, and produce one result per\n"
     "request to the output topic.  Invalid requests also go, byte for "
-    "byte,\nto the dead-letter topic.  SIGTERM/SIGINT drain, commit and "
-    "exit 0.\nMetrics and health checks are served over HTTP (--http).\n";
+    "byte,\nto the dead-letter topic, and so do requests a model failed "
+    "transiently\non every retry.  Late requests are answered 'expired' "
+    "without running.\nSIGTERM/SIGINT drain, commit and exit 0.  Metrics "
+    "and health checks\nare served over HTTP (--http).\n";
 
 /* Plugins first (their backends may be named by the repository), then the
  * repository, then the built-in "scale" model unless the repository
@@ -103,7 +105,10 @@ static const struct kinfer_optdef options[] = {
     {"output-topic", "KINFER_OUTPUT_TOPIC", KINFER_OPT_STRING, "kinfer.results",
      0, 0, "T", "Topic to write results to", 0},
     {"dlq-topic", "KINFER_DLQ_TOPIC", KINFER_OPT_STRING, "kinfer.dlq", 0, 0,
-     "T", "Dead-letter topic for requests that cannot be decoded", 0},
+     "T",
+     "Dead-letter topic for requests that cannot be decoded (and, with "
+     "--retry-dlq 1, those out of retry attempts)",
+     0},
     {"threads", "KINFER_THREADS", KINFER_OPT_INT, NULL /* CPU count */, 1, 1024,
      "N", "Inference threads (defaults to the online CPU count)", 0},
     {"max-in-flight", "KINFER_MAX_IN_FLIGHT", KINFER_OPT_INT, "20000", 1,
@@ -149,6 +154,39 @@ static const struct kinfer_optdef options[] = {
     {"connect-timeout", "KINFER_CONNECT_TIMEOUT", KINFER_OPT_INT, "60", 0,
      86400, "SECONDS",
      "Exit 1 when no broker was reached this long after start (0: never)", 0},
+    {"max-age", "KINFER_MAX_AGE", KINFER_OPT_INT, "0", 0, (long long)1 << 50,
+     "MS",
+     "Requests without a deadline of their own (header kinfer-deadline-ms, "
+     "parameters.timeout_ms) older than this by their Kafka timestamp are "
+     "answered 'expired' and not run (0: never)",
+     0},
+    {"ordering", "KINFER_ORDERING", KINFER_OPT_STRING, "none", 0, 0, "MODE",
+     "none: any order; key: requests with the same key run and are "
+     "answered in offset order (null keys unordered); partition: one "
+     "request at a time per partition",
+     0},
+    {"retry-attempts", "KINFER_RETRY_ATTEMPTS", KINFER_OPT_INT, "3", 1, 100,
+     "N",
+     "Runs of a request whose model failure is marked transient, in all "
+     "(1: no retries); then the error result",
+     0},
+    {"retry-backoff", "KINFER_RETRY_BACKOFF", KINFER_OPT_INT, "100", 1, 3600000,
+     "MS",
+     "Wait before the first retry, doubled for each further one, with "
+     "jitter (half of it random)",
+     0},
+    {"retry-backoff-max", "KINFER_RETRY_BACKOFF_MAX", KINFER_OPT_INT, "5000", 1,
+     3600000, "MS", "Longest wait between two attempts", 0},
+    {"retry-dlq", "KINFER_RETRY_DLQ", KINFER_OPT_INT, "1", 0, 1, "0|1",
+     "1: a request out of attempts also goes to the dead-letter topic, with "
+     "header kinfer-attempts",
+     0},
+    {"dlq-guard", "KINFER_DLQ_GUARD", KINFER_OPT_INT, "0", 0, 100, "PERCENT",
+     "Stop (exit 3) when more than PERCENT of a window's requests are "
+     "dead-lettered, leaving the rest uncommitted (0: off)",
+     0},
+    {"dlq-guard-window", "KINFER_DLQ_GUARD_WINDOW", KINFER_OPT_INT, "1000", 10,
+     100000000, "N", "Requests per window of --dlq-guard", 0},
     {"stats-interval", "KINFER_STATS_INTERVAL", KINFER_OPT_INT, "10", 0, 86400,
      "SECONDS", "Log counters this often (0: never)", 0},
     {"http", "KINFER_HTTP", KINFER_OPT_ADDR, "0.0.0.0:8080", 0, 0, "ADDR:PORT",
@@ -237,8 +275,8 @@ static int parse_options(const struct kinfer_optdef *defs, int argc,
 }
 
 /* The worker's settings from the options.  Everything stays borrowed from
- * o, except *props, which the caller frees with free().  Returns 0, or -1
- * when memory runs out. */
+ * o, except *props, which the caller frees with free().  Returns 0, -1
+ * when memory runs out, or -2 after printing why a setting is bad. */
 static int worker_config(const struct kinfer_opts *o,
                          struct kinfer_worker_config *cfg,
                          struct kinfer_kafka_prop **props)
@@ -274,7 +312,26 @@ static int worker_config(const struct kinfer_opts *o,
         .max_headers = (size_t)kinfer_opts_get_int(o, "max-headers"),
         .props = *props,
         .n_props = nprops,
+        .max_age_ms = kinfer_opts_get_int(o, "max-age"),
+        .retry_attempts = (unsigned)kinfer_opts_get_int(o, "retry-attempts"),
+        .retry_backoff_ms = kinfer_opts_get_int(o, "retry-backoff"),
+        .retry_backoff_max_ms = kinfer_opts_get_int(o, "retry-backoff-max"),
+        .retry_dlq = (int)kinfer_opts_get_int(o, "retry-dlq"),
+        .dlq_guard_percent = (unsigned)kinfer_opts_get_int(o, "dlq-guard"),
+        .dlq_guard_window = (size_t)kinfer_opts_get_int(o, "dlq-guard-window"),
     };
+    const char *ordering = kinfer_opts_get(o, "ordering");
+    if (strcmp(ordering, "key") == 0)
+        cfg->ordering = KINFER_ORDERING_KEY;
+    else if (strcmp(ordering, "partition") == 0)
+        cfg->ordering = KINFER_ORDERING_PARTITION;
+    else if (strcmp(ordering, "none") != 0) {
+        fprintf(stderr,
+                "kinfer-worker: --ordering: expected none, key or "
+                "partition, got '%s'\n",
+                ordering);
+        return -2;
+    }
     return 0;
 }
 
@@ -330,7 +387,8 @@ static int http_start(const char *addr, struct kinfer_worker *w,
 }
 
 /* Load the models, then run the worker until it is stopped.  Returns the
- * exit status: 0 after a clean stop, 2 for a bad setting, 1 otherwise. */
+ * exit status: 0 after a clean stop, 2 for a bad setting, 3 when the DLQ
+ * ratio guard stopped it, 1 otherwise. */
 static int serve(const struct kinfer_worker_config *cfg,
                  const struct kinfer_opts *o)
 {
@@ -375,7 +433,9 @@ static int serve(const struct kinfer_worker_config *cfg,
     if (stop_requested)
         kinfer_worker_stop(w);
 
-    status = kinfer_worker_run(w) == KINFER_OK ? 0 : 1;
+    enum kinfer_err rc = kinfer_worker_run(w);
+    /* 3: the DLQ ratio guard stopped it (docs/configuration.md). */
+    status = rc == KINFER_OK ? 0 : rc == KINFER_ERR_INVALID ? 3 : 1;
 
 out:
     running = NULL;
@@ -407,7 +467,8 @@ int main(int argc, char **argv)
 
     struct kinfer_worker_config cfg;
     struct kinfer_kafka_prop *props = NULL;
-    status = worker_config(o, &cfg, &props) == 0 ? serve(&cfg, o) : 1;
+    int rc = worker_config(o, &cfg, &props);
+    status = rc == 0 ? serve(&cfg, o) : rc == -2 ? 2 : 1;
     free(props);
     kinfer_opts_free(o);
     return status;

@@ -28,6 +28,8 @@ const char *kinfer_strerror(enum kinfer_err err)
         return "timed out";
     case KINFER_ERR_ABI:
         return "backend ABI version mismatch";
+    case KINFER_ERR_UNAVAILABLE:
+        return "temporarily unavailable";
     }
     return "unknown error";
 }

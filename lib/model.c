@@ -332,7 +332,8 @@ void kinfer_model_infer(const struct kinfer_model *m,
         struct kinfer_infer_item *it = &items[i];
         if (rc != KINFER_OK) {
             kinfer_infer_item_clear(it);
-            it->failed = 1;
+            it->failed =
+                rc == KINFER_ERR_UNAVAILABLE ? KINFER_ITEM_TRANSIENT : 1;
             kinfer_fmt(it->error, sizeof it->error, "model '%s' failed: %s",
                        m->name, kinfer_strerror(rc));
         } else if (!it->failed && it->outputs == NULL) {

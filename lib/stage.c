@@ -123,6 +123,10 @@ static void run_work(struct kinfer_stage *s, struct work *w)
         work_free(w);
         return;
     }
+    if (s->ops.ready != NULL && !s->ops.ready(w->job, w->req, s->ops.arg)) {
+        work_free(w);
+        return;
+    }
     struct batching *b = &s->per_model[kinfer_model_index(m)];
     if (b->batcher == NULL) {
         run_model(s, m, &w, 1);

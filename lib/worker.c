@@ -127,6 +127,8 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     };
     struct kinfer_stage_ops ops;
     kinfer_worker_stage_ops(w, &ops);
+    if (kinfer_worker_pipe_new(w, &ops, err, errsize) != 0)
+        goto fail;
     if (kinfer_tracker_new(&w->tracker) != KINFER_OK ||
         kinfer_stage_new(&sc, models, &ops, &w->stage) != KINFER_OK) {
         kinfer_fmt(err, errsize, "starting %zu inference threads failed",
@@ -159,6 +161,9 @@ void kinfer_worker_get_stats(const struct kinfer_worker *w,
     st->errors = atomic_load(&mw->errors);
     st->dead_letters = atomic_load(&mw->dead_letters);
     st->failures = atomic_load(&mw->failures);
+    st->expired = atomic_load(&mw->expired);
+    st->retries = atomic_load(&mw->retries);
+    st->exhausted = atomic_load(&mw->exhausted);
 }
 
 /* Destroying a handle can hang inside librdkafka 2.0.2 with the broker
@@ -250,9 +255,11 @@ void kinfer_worker_free(struct kinfer_worker *w)
 {
     if (w == NULL)
         return;
+    kinfer_worker_pipe_stop(w); /* its timer submits to the stage */
     /* Before the producer: the stage's last requests are produced. */
     kinfer_stage_free(w->stage);
     kinfer_worker_dr_stop(w);
+    kinfer_worker_pipe_free(w);
     if (destroy_handles(w) != 0)
         return; /* w stays allocated for the thread still destroying */
     kinfer_tracker_free(w->tracker);

@@ -371,8 +371,7 @@ static void dispatch(struct kinfer_worker *w, rd_kafka_message_t *m)
     struct job *j = kinfer_worker_job_new(w, m, gen);
     atomic_fetch_add(&w->consumed, 1);
     kinfer_worker_metrics_consumed(w, m->partition);
-    if (kinfer_stage_submit(w->stage, j, m->payload, m->len) != KINFER_OK)
-        kinfer_worker_job_drop(j);
+    kinfer_worker_pipe_submit(w, j);
 }
 
 static void log_stats(struct kinfer_worker *w, const char *when)
@@ -535,6 +534,7 @@ static void shutdown_pipeline(struct kinfer_worker *w)
     size_t abandoned = atomic_load(&w->in_flight);
     if (abandoned > 0)
         atomic_store(&w->abandon, 1);
+    kinfer_worker_pipe_stop(w); /* retries still waiting stay uncommitted */
     /* Every queued request is dropped now (abandon) or already has its
      * results in the producer; the ones running finish first. */
     kinfer_stage_drain(w->stage);
@@ -636,5 +636,7 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
             atomic_store(&w->fatal, 1);
     }
     shutdown_pipeline(w);
+    if (!atomic_load(&w->fatal) && kinfer_worker_pipe_tripped(w))
+        return KINFER_ERR_INVALID; /* the DLQ ratio guard (worker_pipe.c) */
     return atomic_load(&w->fatal) ? KINFER_ERR_KAFKA : KINFER_OK;
 }

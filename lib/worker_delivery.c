@@ -253,6 +253,11 @@ static rd_kafka_headers_t *out_headers(const struct out *o)
         rd_kafka_header_add(h, "kinfer-source-offset", -1, num, -1);
         if (j->msg->payload == NULL)
             rd_kafka_header_add(h, "kinfer-tombstone", -1, "true", -1);
+        if (j->attempts > 0) {
+            /* Ran on its model (worker_pipe.c): how often. */
+            kinfer_fmt(num, sizeof num, "%u", j->attempts);
+            rd_kafka_header_add(h, "kinfer-attempts", -1, num, -1);
+        }
     }
     if (o->shed != 0) {
         char list[32];
@@ -785,4 +790,18 @@ void kinfer_worker_stage_ops(struct kinfer_worker *w,
         .ran = kinfer_worker_metrics_ran,
         .arg = w,
     };
+}
+
+void kinfer_worker_job_answer_error(struct job *j,
+                                    const struct kinfer_request *req,
+                                    const char *why, int dead_letter)
+{
+    if (req != NULL)
+        job_names(j, req);
+    else if (j->model_name == NULL)
+        j->model_name = kinfer_xstrdup(j->w->cfg.default_model);
+    if (dead_letter)
+        reject(j, why);
+    else
+        send_error_result(j, why);
 }

@@ -20,6 +20,9 @@
 #include "shared/kafka.h"
 
 struct out;
+struct kinfer_order;
+struct kinfer_order_key;
+struct kinfer_delay;
 
 /* Why a request got an error result: the reason label of
  * kinfer_request_errors_total (docs/metrics.md). */
@@ -29,6 +32,7 @@ enum err_reason {
     REASON_MODEL_ERROR,
     REASON_TOO_LARGE,
     REASON_LIMITS,
+    REASON_EXPIRED,
     N_REASONS
 };
 
@@ -53,6 +57,12 @@ struct job {
      * by the thread that holds the job, read by the one that ends it. */
     const struct kinfer_model *model;
     enum err_reason reason;
+    /* Pipeline semantics (worker_pipe.c), set on the poll thread at
+     * dispatch and read by the one thread that holds the job. */
+    int64_t timestamp_ms; /* the message's Kafka timestamp; -1: none */
+    int64_t deadline_ms;  /* epoch ms from kinfer-deadline-ms; 0: none */
+    struct kinfer_order_key *order; /* its key's FIFO; NULL: unordered */
+    unsigned attempts;              /* model runs so far */
 };
 
 /* The series of one model (created with the worker). */
@@ -85,6 +95,7 @@ struct worker_metrics {
     struct kinfer_metric_series *assigns, *revokes, *losses;
     struct kinfer_metric_series *in_flight, *in_flight_bytes, *assigned,
         *paused, *backlog_max, *ready, *draining, *producer_queue;
+    struct kinfer_metric_series *retries, *guard_tripped; /* worker_pipe.c */
     struct kinfer_metric_family *lag_family, *backlog_family, *rtt_family;
     struct model_series *models; /* by kinfer_model_index */
     struct part_state *parts;    /* by partition id; poll thread only */
@@ -143,6 +154,17 @@ struct kinfer_worker {
     int consumer_unsafe;             /* destroying it would crash (2.0.2) */
 
     atomic_ullong consumed, answered, errors, dead_letters, failures;
+    /* Pipeline semantics (worker_pipe.c). */
+    struct kinfer_stage_ops inner_ops; /* the delivery side's callbacks */
+    struct kinfer_order *order;        /* NULL: --ordering none */
+    struct kinfer_delay *delay;        /* retries waiting for their backoff */
+    atomic_ullong expired, retries, exhausted;
+    /* DLQ ratio guard: requests and dead letters of the current window,
+     * under guard_lock; tripped once, then the worker stops. */
+    pthread_mutex_t guard_lock;
+    int guard_ready; /* main thread: guard_lock initialised */
+    size_t guard_seen, guard_dead;
+    atomic_int guard_tripped;
     int64_t last_stats_ms; /* poll thread only */
     unsigned long long last_stats_consumed;
 
@@ -175,6 +197,36 @@ void kinfer_worker_delivered_cb(void *owner, const rd_kafka_message_t *m);
  * stop joins the thread and is a no-op when none runs. */
 int kinfer_worker_dr_start(struct kinfer_worker *w);
 void kinfer_worker_dr_stop(struct kinfer_worker *w);
+
+/* Answer j with an error result saying why, for a request that never
+ * reached its model; req (may be NULL: not decoded) gives its id and
+ * model name.  dead_letter: also send the request to the DLQ.  Any
+ * thread that holds j. */
+void kinfer_worker_job_answer_error(struct job *j,
+                                    const struct kinfer_request *req,
+                                    const char *why, int dead_letter);
+
+/* ------------------------------------------------------ worker_pipe.c */
+
+/* Deadlines, per-key ordering, retries: between dispatch and the stage.
+ * pipe_new sets them up (after the stage ops: it wraps w->stage ops in
+ * *ops); returns 0 or -1 with err set.  Main thread. */
+int kinfer_worker_pipe_new(struct kinfer_worker *w,
+                           struct kinfer_stage_ops *ops, char *err,
+                           size_t errsize);
+void kinfer_worker_pipe_free(struct kinfer_worker *w);
+
+/* Stop the retry timer: requests waiting for a retry are dropped
+ * (uncommitted; the partition's next owner runs them again).  Before the
+ * stage drains, which takes no submits after.  Main thread; idempotent. */
+void kinfer_worker_pipe_stop(struct kinfer_worker *w);
+
+/* 1 when the DLQ ratio guard stopped the worker.  Any thread. */
+int kinfer_worker_pipe_tripped(struct kinfer_worker *w);
+
+/* Hand j (tracked, counted in flight) on to the stage, or hold it behind
+ * its key's earlier requests.  Poll thread. */
+void kinfer_worker_pipe_submit(struct kinfer_worker *w, struct job *j);
 
 /* -------------------------------------------------- worker_consume.c */
 

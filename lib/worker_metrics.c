@@ -37,6 +37,7 @@ static const char *const reason_names[N_REASONS] = {
     [REASON_MODEL_ERROR] = "model_error",
     [REASON_TOO_LARGE] = "too_large",
     [REASON_LIMITS] = "limits",
+    [REASON_EXPIRED] = "expired",
 };
 
 /* Registering a fixed family cannot fail but by a programming error. */
@@ -169,6 +170,12 @@ void kinfer_worker_metrics_init(struct kinfer_worker *w)
                             "Mean request round trip to the broker from the "
                             "result producer (librdkafka statistics)",
                             broker, 1);
+    wm->retries = single(m, C, "kinfer_retries_total",
+                         "Model runs scheduled again after a failure the "
+                         "model marked transient (--retry-attempts)");
+    wm->guard_tripped = single(m, G, "kinfer_dlq_guard_tripped",
+                               "1 once the DLQ ratio guard (--dlq-guard) "
+                               "stopped the worker");
     wm->producer_queue = single(m, G, "kinfer_producer_queue_messages",
                                 "Messages in the result producer's local "
                                 "queue (librdkafka msg_cnt)");
@@ -480,4 +487,5 @@ static void collect_cb(void *arg)
     kinfer_gauge_set(wm->paused, atomic_load(&wm->paused_all) ? n : 0);
     kinfer_gauge_set(wm->draining, atomic_load(&w->stop) ? 1 : 0);
     kinfer_gauge_set(wm->ready, kinfer_worker_ready(w, why, sizeof why));
+    kinfer_gauge_set(wm->guard_tripped, atomic_load(&w->guard_tripped));
 }

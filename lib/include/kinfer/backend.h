@@ -45,6 +45,11 @@ extern "C" {
 /* Room for a per-item error message, including the NUL. */
 #define KINFER_ITEM_ERROR_SIZE 256
 
+/* kinfer_infer_item.failed for a failure worth retrying.  Added within
+ * ABI version 1 (the struct's layout is unchanged): a host that predates
+ * it treats any non-zero value as a plain failure. */
+#define KINFER_ITEM_TRANSIENT 2
+
 /* One request of a batch. */
 struct kinfer_infer_item {
     const struct kinfer_request *request; /* borrowed, read-only */
@@ -55,7 +60,11 @@ struct kinfer_infer_item {
     size_t n_outputs;
     /* The backend sets failed = 1 and a message in error when this item
      * cannot be answered (bad shape for this model, say); the other items
-     * of the batch are unaffected. */
+     * of the batch are unaffected.  failed = KINFER_ITEM_TRANSIENT says the
+     * failure may pass (a remote dependency timed out, a resource was
+     * busy): the host may run the item again later, within its retry
+     * settings, and answers it with the error only after the last
+     * attempt. */
     int failed;
     char error[KINFER_ITEM_ERROR_SIZE];
 };
@@ -108,7 +117,9 @@ struct kinfer_backend {
 
     /* Run items[0..n) (n >= 1) as one call.  Returns KINFER_OK when every
      * item was either answered or marked failed; any other code fails the
-     * whole batch (kinfer answers each item with an error result). */
+     * whole batch (kinfer answers each item with an error result), and
+     * KINFER_ERR_UNAVAILABLE fails it transiently (each item as if marked
+     * KINFER_ITEM_TRANSIENT). */
     enum kinfer_err (*infer)(void *model, struct kinfer_infer_item *items,
                              size_t n);
 

@@ -29,7 +29,10 @@ enum kinfer_err {
     KINFER_ERR_NOT_FOUND, /* no such model, partition, key ... */
     KINFER_ERR_CLOSED,    /* queue or pool was closed */
     KINFER_ERR_TIMEOUT,   /* a deadline passed */
-    KINFER_ERR_ABI        /* plugin built for another ABI version */
+    KINFER_ERR_ABI,       /* plugin built for another ABI version */
+    /* A transient failure: trying again later may succeed (backend.h).
+     * Appended within backend ABI version 1. */
+    KINFER_ERR_UNAVAILABLE
 };
 
 /* Static, never NULL: a short English description of err. */

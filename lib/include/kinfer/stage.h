@@ -37,6 +37,10 @@ struct kinfer_stage_ops {
     /* Decoded, but it names no loaded model; why says so. */
     void (*unknown_model)(void *job, const struct kinfer_request *req,
                           const char *why, void *arg);
+    /* Optional, called once the request is decoded and its model found,
+     * right before it runs (or joins its batcher): return 0 to skip it (no
+     * other callback follows, the caller settles the job). */
+    int (*ready)(void *job, const struct kinfer_request *req, void *arg);
     /* Ran on model m: item holds the outputs or a per-request failure. */
     void (*answered)(void *job, const struct kinfer_request *req,
                      const struct kinfer_model *m,

@@ -16,6 +16,13 @@
 #include "kinfer/host.h"
 #include "kinfer/request.h"
 
+/* Which requests must run and be answered in offset order (--ordering). */
+enum kinfer_ordering {
+    KINFER_ORDERING_NONE = 0,  /* any order (the fastest) */
+    KINFER_ORDERING_PARTITION, /* one request at a time per partition */
+    KINFER_ORDERING_KEY        /* one at a time per key of a partition */
+};
+
 struct kinfer_worker_config {
     const char *brokers; /* bootstrap.servers */
     const char *group;   /* group.id */
@@ -53,6 +60,25 @@ struct kinfer_worker_config {
      * no progress this long fails kinfer_worker_live.  0 takes
      * KINFER_DEFAULT_WATCHDOG_MS. */
     int watchdog_ms;
+    /* Pipeline semantics (lib/worker_pipe.c, docs/design.md).  Zero
+     * values keep the behaviour of a worker without them. */
+    /* Requests without a deadline of their own (kinfer-deadline-ms,
+     * parameters.timeout_ms) expire this long after their Kafka
+     * timestamp; 0: never. */
+    long long max_age_ms;
+    enum kinfer_ordering ordering;
+    /* Retries of failures a model marks transient (backend.h): attempts in
+     * all (0 or 1: none), the first backoff, doubled per attempt up to the
+     * maximum, each with jitter; dead-letter an exhausted request too. */
+    unsigned retry_attempts;
+    long long retry_backoff_ms;
+    long long retry_backoff_max_ms;
+    int retry_dlq;
+    /* DLQ ratio guard: when more than dlq_guard_percent of a window of
+     * dlq_guard_window requests is dead-lettered, stop (run returns
+     * KINFER_ERR_INVALID); 0: off. */
+    unsigned dlq_guard_percent;
+    size_t dlq_guard_window;
 };
 
 /* Far above the longest step the poll loop takes by design (a revoke
@@ -79,6 +105,9 @@ struct kinfer_worker_stats {
     unsigned long long errors;       /* error results delivered */
     unsigned long long dead_letters; /* DLQ copies delivered */
     unsigned long long failures;     /* deliveries that failed for good */
+    unsigned long long expired;      /* answered "expired", never run */
+    unsigned long long retries;      /* runs again after a transient failure */
+    unsigned long long exhausted;    /* transient failures out of attempts */
 };
 
 struct kinfer_worker;
@@ -96,7 +125,9 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
 /* Run until kinfer_worker_stop, then drain, flush, commit and leave the
  * group.  Returns KINFER_OK after a clean stop; KINFER_ERR_KAFKA when a
  * fatal Kafka error or a failed delivery ended the run (offsets of the
- * unanswered requests were not committed, so they will be consumed again).
+ * unanswered requests were not committed, so they will be consumed again);
+ * KINFER_ERR_INVALID when the DLQ ratio guard stopped it (the same clean
+ * stop, but requests not yet started were left uncommitted).
  */
 enum kinfer_err kinfer_worker_run(struct kinfer_worker *w);
 

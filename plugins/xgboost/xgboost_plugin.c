@@ -209,7 +209,10 @@ static enum kinfer_err xgb_create(const struct kinfer_host *host,
     char nthread[16];
     snprintf(nthread, sizeof nthread, "%d", threads);
     bst_ulong nf = 0;
+    /* nthread before loading as well: XGBoost would otherwise run the
+     * load's parallel loops on an OpenMP team of every core. */
     if (XGBoosterCreate(NULL, 0, &m->booster) != 0 ||
+        XGBoosterSetParam(m->booster, "nthread", nthread) != 0 ||
         XGBoosterLoadModel(m->booster, path) != 0 ||
         XGBoosterSetParam(m->booster, "nthread", nthread) != 0 ||
         XGBoosterGetNumFeature(m->booster, &nf) != 0) {

@@ -5,7 +5,8 @@
  * the worker starts, must be answered as the generator's independent
  * reference computed it.  The worker log must show each model's signature
  * (the backend's describe()) and, for each model with max_batch_size > 1,
- * batches of more than one request.
+ * batches of more than one request.  A model whose config lacks its
+ * "model" file must stop the worker at start-up with exit status 2.
  *
  * usage: it_backends --gen DIR --plugin PATH [--plugin PATH...]
  *                    --models NAME[,NAME...] [--name TEST]
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <jansson.h>
 
@@ -165,6 +168,66 @@ static void test_backends(void **state)
     exp_run_clear(&r);
 }
 
+/* Does the file at path contain text? */
+static int log_has(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* A model whose config.json names the backend (--name) but no model file:
+ * the worker must refuse to start, exit 2, and say which field is wrong
+ * (every plugin reports it as "model: expected ..."). */
+static void test_bad_config(void **state)
+{
+    struct it_ctx *ctx = *state;
+    char repo[1024], dir[1100], path[1200];
+    snprintf(repo, sizeof repo, "%s/bad-config-repo", gen_dir);
+    snprintf(dir, sizeof dir, "%s/broken", repo);
+    mkdir(repo, 0755);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"backend\": \"%s\", \"max_batch_size\": 4}\n", test_name);
+    assert_int_equal(fclose(f), 0);
+
+    const char *args[8 + 2 * MAX_PLUGINS];
+    size_t na = 0;
+    args[na++] = "--model-repo";
+    args[na++] = repo;
+    for (size_t i = 0; i < n_plugins; i++) {
+        args[na++] = "--plugin";
+        args[na++] = plugins[i];
+    }
+    args[na] = NULL;
+    struct it_proc *w = it_worker_spawn(ctx, "bad-config", args);
+    IT_REQUIRE(ctx, w != NULL, "spawn worker");
+    int status = 0;
+    int64_t ms = 0;
+    char st[64];
+    IT_REQUIRE(ctx, it_proc_wait(w, 60000, &status, &ms) == 0,
+               "worker with a broken config still running after 60 s");
+    IT_REQUIRE(ctx, WIFEXITED(status) && WEXITSTATUS(status) == 2,
+               "worker with a broken config ended with %s, wanted exit 2",
+               it_status_str(status, st, sizeof st));
+    IT_REQUIRE(ctx,
+               log_has(it_proc_log_path(w), "broken") &&
+                   log_has(it_proc_log_path(w), "model: expected"),
+               "%s: no message naming model 'broken' and its \"model\" "
+               "field",
+               it_proc_log_path(w));
+    printf("RESULT it_backends_bad_config backend=%s exit=2 ms=%lld\n",
+           test_name, (long long)ms);
+}
+
 /* Take our own options out of argv and hand the rest to the harness. */
 int main(int argc, char **argv)
 {
@@ -201,8 +264,9 @@ int main(int argc, char **argv)
     }
     struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backends),
+        cmocka_unit_test(test_bad_config),
     };
-    rc = it_main(test_name, h_argc, h_argv, tests, 1);
+    rc = it_main(test_name, h_argc, h_argv, tests, 2);
 out:
     for (size_t i = 0; i < n_models; i++)
         free(models[i]);

@@ -49,6 +49,12 @@ int kinfer_codec_echo_len(const char *s);
 #define CODEC_REAL_TEXT 32
 size_t kinfer_codec_fmt_real(char *buf, size_t size, double v, int is_float);
 
+/* The FP16 or BF16 element bits (finite) as the shortest text that reads
+ * back (rounded to nearest) as the same element, laid out as
+ * kinfer_codec_fmt_real lays out a double.  Same buffer rules. */
+size_t kinfer_codec_fmt_half(char *buf, size_t size, enum kinfer_dtype dtype,
+                             uint16_t bits);
+
 /* shape[0..ndim) as "[2,3]" ("[]" for none) into buf[0..size). */
 void kinfer_codec_fmt_shape(char *buf, size_t size, const int64_t *shape,
                             int ndim);

@@ -13,10 +13,14 @@
 #include "codec.h"
 
 /* What each datatype wants, for "expected ... got ..." messages. */
-static const char *const expected[] = {
+static const char *const expected[KINFER_DTYPE_COUNT] = {
     [KINFER_DTYPE_BOOL] = "true or false", [KINFER_DTYPE_INT32] = "an integer",
     [KINFER_DTYPE_INT64] = "an integer",   [KINFER_DTYPE_FP32] = "a number",
     [KINFER_DTYPE_FP64] = "a number",      [KINFER_DTYPE_BYTES] = "a string",
+    [KINFER_DTYPE_UINT8] = "an integer",   [KINFER_DTYPE_UINT16] = "an integer",
+    [KINFER_DTYPE_UINT32] = "an integer",  [KINFER_DTYPE_UINT64] = "an integer",
+    [KINFER_DTYPE_INT8] = "an integer",    [KINFER_DTYPE_INT16] = "an integer",
+    [KINFER_DTYPE_FP16] = "a number",      [KINFER_DTYPE_BF16] = "a number",
 };
 
 /* What a JSON value is, for "got ..." in messages. */
@@ -53,70 +57,62 @@ static void describe(const json_t *v, char *buf, size_t size)
     }
 }
 
-/* Store the JSON integer v as element k of an INT32 or INT64 tensor. */
-static enum kinfer_err store_int(struct kinfer_tensor *t, size_t k,
-                                 const json_t *v, char *why, size_t whysize)
-{
-    json_int_t x = json_integer_value(v);
-    if (t->dtype == KINFER_DTYPE_INT64) {
-        ((int64_t *)t->data)[k] = (int64_t)x;
-        return KINFER_OK;
-    }
-    if (x < INT32_MIN || x > INT32_MAX) {
-        snprintf(why, whysize,
-                 "integer %" JSON_INTEGER_FORMAT " is out of range for INT32",
-                 x);
-        return KINFER_ERR_INVALID;
-    }
-    ((int32_t *)t->data)[k] = (int32_t)x;
-    return KINFER_OK;
-}
-
-/* Store the JSON number v as element k of an FP32 tensor. */
-static enum kinfer_err store_fp32(struct kinfer_tensor *t, size_t k,
+/* Why a number did not fit element k of t (kinfer_tensor_put_*). */
+static enum kinfer_err put_failed(const struct kinfer_tensor *t,
                                   const json_t *v, char *why, size_t whysize)
 {
-    double x = json_number_value(v);
-    if (fabs(x) >= CODEC_FP32_LIMIT) {
-        char got[40];
-        kinfer_codec_fmt_real(got, sizeof got, x, 0);
-        snprintf(why, whysize, "value %s is out of range for FP32", got);
-        return KINFER_ERR_INVALID;
+    char got[40];
+    if (json_is_integer(v))
+        snprintf(got, sizeof got, "integer %" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
+    else {
+        snprintf(got, sizeof got, "value ");
+        kinfer_codec_fmt_real(got + 6, sizeof got - 6, json_real_value(v), 0);
     }
-    float f;
-    if (fabs(x) > FLT_MAX) /* converting it would be undefined */
-        f = x > 0 ? FLT_MAX : -FLT_MAX;
-    else
-        f = (float)x;
-    ((float *)t->data)[k] = f;
-    return KINFER_OK;
+    snprintf(why, whysize, "%s is out of range for %s", got,
+             kinfer_dtype_name(t->dtype));
+    return KINFER_ERR_INVALID;
 }
 
 /* Store JSON value v as element k of t.  On a type or range error writes
- * the reason (without the path) to why and returns KINFER_ERR_INVALID. */
+ * the reason (without the path) to why and returns KINFER_ERR_INVALID.
+ * Integer datatypes take JSON integers only (1.0 and 1e3 are refused);
+ * FP16 .. FP64 take any number, rounded to nearest from the double the
+ * JSON text reads as; BOOL takes true and false. */
 static enum kinfer_err store_elem(struct kinfer_tensor *t, size_t k,
                                   const json_t *v, char *why, size_t whysize)
 {
+    enum kinfer_put put;
     switch (t->dtype) {
     case KINFER_DTYPE_BOOL:
         if (!json_is_boolean(v))
             break;
         ((uint8_t *)t->data)[k] = json_is_true(v) ? 1 : 0;
         return KINFER_OK;
-    case KINFER_DTYPE_INT32:
-    case KINFER_DTYPE_INT64:
-        if (!json_is_integer(v))
-            break;
-        return store_int(t, k, v, why, whysize);
+    case KINFER_DTYPE_FP16:
+    case KINFER_DTYPE_BF16:
     case KINFER_DTYPE_FP32:
-        if (!json_is_number(v))
-            break;
-        return store_fp32(t, k, v, why, whysize);
     case KINFER_DTYPE_FP64:
         if (!json_is_number(v))
             break;
-        ((double *)t->data)[k] = json_number_value(v);
-        return KINFER_OK;
+        put = json_is_integer(v)
+                  ? kinfer_tensor_put_int(t, k, json_integer_value(v))
+                  : kinfer_tensor_put_real(t, k, json_real_value(v));
+        return put == KINFER_PUT_OK ? KINFER_OK
+                                    : put_failed(t, v, why, whysize);
+    case KINFER_DTYPE_INT8:
+    case KINFER_DTYPE_INT16:
+    case KINFER_DTYPE_INT32:
+    case KINFER_DTYPE_INT64:
+    case KINFER_DTYPE_UINT8:
+    case KINFER_DTYPE_UINT16:
+    case KINFER_DTYPE_UINT32:
+    case KINFER_DTYPE_UINT64:
+        if (!json_is_integer(v))
+            break;
+        put = kinfer_tensor_put_int(t, k, json_integer_value(v));
+        return put == KINFER_PUT_OK ? KINFER_OK
+                                    : put_failed(t, v, why, whysize);
     case KINFER_DTYPE_BYTES:
         if (!json_is_string(v))
             break;

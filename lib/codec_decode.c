@@ -584,6 +584,17 @@ void kinfer_request_clear(struct kinfer_request *req)
         free(req->params[i].string);
     }
     free(req->params);
+    free(req->model_version);
+    for (size_t i = 0; i < req->n_outputs; i++) {
+        struct kinfer_requested_output *o = &req->outputs[i];
+        free(o->name);
+        for (size_t j = 0; j < o->n_params; j++) {
+            free(o->params[j].name);
+            free(o->params[j].string);
+        }
+        free(o->params);
+    }
+    free(req->outputs);
     for (size_t i = 0; i < req->n_inputs; i++)
         kinfer_tensor_clear(&req->inputs[i]);
     free(req->inputs);

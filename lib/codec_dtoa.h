@@ -21,6 +21,14 @@ extern "C" {
 int kinfer_codec_dtoa(double v, int is_float, char digits[CODEC_DTOA_DIGITS],
                       int *point, int *negative);
 
+/* v (finite, not 0) rounded to prec (1 .. 17) significant digits, laid
+ * out as kinfer_codec_dtoa lays them out (trailing zeros dropped). */
+int kinfer_codec_dtoa_prec(double v, int prec, char digits[CODEC_DTOA_DIGITS],
+                           int *point, int *negative);
+
+/* 0.DIGITS x 10^point (n digits, no sign) as the nearest double. */
+double kinfer_codec_digits_value(const char *digits, int n, int point);
+
 #ifdef __cplusplus
 }
 #endif

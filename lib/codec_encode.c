@@ -162,6 +162,34 @@ static int jb_element(struct jbuf *b, const struct kinfer_tensor *t, size_t k)
         jb_real(b, x, 0);
         return 0;
     }
+    case KINFER_DTYPE_INT8:
+        snprintf(num, sizeof num, "%d", ((const int8_t *)t->data)[k]);
+        break;
+    case KINFER_DTYPE_INT16:
+        snprintf(num, sizeof num, "%d", ((const int16_t *)t->data)[k]);
+        break;
+    case KINFER_DTYPE_UINT8:
+        snprintf(num, sizeof num, "%u", ((const uint8_t *)t->data)[k]);
+        break;
+    case KINFER_DTYPE_UINT16:
+        snprintf(num, sizeof num, "%u", ((const uint16_t *)t->data)[k]);
+        break;
+    case KINFER_DTYPE_UINT32:
+        snprintf(num, sizeof num, "%" PRIu32, ((const uint32_t *)t->data)[k]);
+        break;
+    case KINFER_DTYPE_UINT64:
+        snprintf(num, sizeof num, "%" PRIu64, ((const uint64_t *)t->data)[k]);
+        break;
+    case KINFER_DTYPE_FP16:
+    case KINFER_DTYPE_BF16: {
+        uint16_t h = ((const uint16_t *)t->data)[k];
+        if (!isfinite(kinfer_half_to_double(t->dtype, h)))
+            return -1;
+        char *at = jb_room(b, CODEC_REAL_TEXT);
+        if (at != NULL)
+            b->len += kinfer_codec_fmt_half(at, CODEC_REAL_TEXT, t->dtype, h);
+        return 0;
+    }
     case KINFER_DTYPE_BYTES: {
         const struct kinfer_bytes *e = (const struct kinfer_bytes *)t->data + k;
         if (e->data == NULL && e->len > 0)

@@ -361,34 +361,38 @@ int kinfer_codec_lift_fill(const struct codec_lift *l,
                            const struct codec_lifted *a,
                            struct kinfer_tensor *t)
 {
+    /* The same rules as store_elem in codec_data.c: integer datatypes
+     * take integers only, the float ones any number. */
+    int want_int;
+    switch (t->dtype) {
+    case KINFER_DTYPE_FP16:
+    case KINFER_DTYPE_BF16:
+    case KINFER_DTYPE_FP32:
+    case KINFER_DTYPE_FP64:
+        want_int = 0;
+        break;
+    case KINFER_DTYPE_INT8:
+    case KINFER_DTYPE_INT16:
+    case KINFER_DTYPE_INT32:
+    case KINFER_DTYPE_INT64:
+    case KINFER_DTYPE_UINT8:
+    case KINFER_DTYPE_UINT16:
+    case KINFER_DTYPE_UINT32:
+    case KINFER_DTYPE_UINT64:
+        want_int = 1;
+        break;
+    default:
+        return -1;
+    }
     for (size_t k = 0; k < a->n; k++) {
         size_t v = a->first + k;
-        switch (t->dtype) {
-        case KINFER_DTYPE_INT64:
-            if (!l->is_int[v])
-                return -1;
-            ((int64_t *)t->data)[k] = l->ival[v];
-            break;
-        case KINFER_DTYPE_INT32:
-            if (!l->is_int[v] || l->ival[v] < INT32_MIN ||
-                l->ival[v] > INT32_MAX)
-                return -1;
-            ((int32_t *)t->data)[k] = (int32_t)l->ival[v];
-            break;
-        case KINFER_DTYPE_FP32: {
-            double x = l->num[v];
-            if (fabs(x) >= CODEC_FP32_LIMIT)
-                return -1;
-            ((float *)t->data)[k] =
-                fabs(x) > FLT_MAX ? (x > 0 ? FLT_MAX : -FLT_MAX) : (float)x;
-            break;
-        }
-        case KINFER_DTYPE_FP64:
-            ((double *)t->data)[k] = l->num[v];
-            break;
-        default:
+        if (want_int && !l->is_int[v])
             return -1;
-        }
+        enum kinfer_put put = l->is_int[v]
+                                  ? kinfer_tensor_put_int(t, k, l->ival[v])
+                                  : kinfer_tensor_put_real(t, k, l->num[v]);
+        if (put != KINFER_PUT_OK)
+            return -1;
     }
     return 0;
 }

@@ -153,6 +153,25 @@ size_t kinfer_codec_fmt_real(char *buf, size_t size, double v, int is_float)
     return len;
 }
 
+size_t kinfer_codec_fmt_half(char *buf, size_t size, enum kinfer_dtype dtype,
+                             uint16_t bits)
+{
+    double v = kinfer_half_to_double(dtype, bits);
+    if (v != 0) {
+        /* Few digits ever do (5 for FP16, 4 for BF16): try each count, and
+         * read the digits back exactly, not through the locale. */
+        for (int prec = 1; prec <= 17; prec++) {
+            char dig[CODEC_DTOA_DIGITS];
+            int point = 0, neg = 0;
+            int n = kinfer_codec_dtoa_prec(v, prec, dig, &point, &neg);
+            double back = kinfer_codec_digits_value(dig, n, point);
+            if (kinfer_half_from_double(dtype, back) == (bits & 0x7fff))
+                return kinfer_codec_fmt_real(buf, size, neg ? -back : back, 0);
+        }
+    }
+    return kinfer_codec_fmt_real(buf, size, v, 0);
+}
+
 void kinfer_codec_fmt_shape(char *buf, size_t size, const int64_t *shape,
                             int ndim)
 {

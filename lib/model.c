@@ -53,6 +53,12 @@ static const struct kinfer_host host = {
     .tensor_set_bytes = kinfer_tensor_set_bytes,
     .log = host_log,
     .dtype_name = kinfer_dtype_name,
+    .dtype_size = kinfer_dtype_size,
+    .dtype_from_name = kinfer_dtype_from_name,
+    .half_to_float = kinfer_half_to_float,
+    .float_to_half = kinfer_float_to_half,
+    .tensor_convert = kinfer_tensor_convert,
+    .tensor_free = kinfer_tensor_clear,
 };
 
 const struct kinfer_host *kinfer_host_get(void)

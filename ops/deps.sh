@@ -12,6 +12,14 @@ PACKAGES=(
     prometheus                                # promtool, scrape test
     libopenblas-dev libfasttext-dev fasttext  # model backends
     python3 python3-numpy                     # reference models, tooling
+    # Optional backend plugins and their reference generators
+    # (plugins/CMakeLists.txt builds each one whose library is found).
+    # libtorch-dev + python3-torch are the heavy ones: with xgboost and
+    # onnx, 196 packages, 175 MB to download, 878 MB installed, 43 s on
+    # the CI machine; libopencv-dnn-dev adds 3 packages, 3.7 MB, 2 s.
+    libxgboost-dev python3-xgboost            # plugin xgboost
+    libtorch-dev python3-torch                # plugin torchscript
+    libopencv-dnn-dev python3-onnx            # plugin onnx
     libcmocka-dev clang-format                # tests, style check
     kcat maven                                # local broker (ops/kafka.sh)
 )

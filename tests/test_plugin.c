@@ -75,7 +75,7 @@ static void test_refuse_bad_abi(void **state)
 {
     (void)state;
     expect_refusal(bad_abi_so, KINFER_ERR_ABI,
-                   "built for backend ABI 999, kinfer speaks 1");
+                   "built for backend ABI 999, kinfer speaks 2");
 }
 
 static void test_refuse_no_entry(void **state)
@@ -91,7 +91,7 @@ static void test_refuse_null_entry(void **state)
     (void)state;
     expect_refusal(null_entry_so, KINFER_ERR_INVALID,
                    "kinfer_backend_entry returned NULL (the plugin refused "
-                   "kinfer's host, backend ABI 1)");
+                   "kinfer's host, backend ABI 2)");
 }
 
 static void test_refuse_missing_file(void **state)

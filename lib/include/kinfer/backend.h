@@ -40,7 +40,14 @@
 extern "C" {
 #endif
 
-#define KINFER_BACKEND_ABI_VERSION 1u
+/* 2: the dtypes UINT8 .. BF16 (appended to enum kinfer_dtype) and the host
+ * members from dtype_size on (appended to struct kinfer_host).  Existing
+ * numbers and offsets did not move, yet the version had to change: a
+ * version-1 plugin would now be handed tensors of datatypes it has never
+ * heard of, and a version-2 plugin calling host->dtype_size on a version-1
+ * host would read past the end of its table.  Rebuilding is all a
+ * version-1 plugin needs. */
+#define KINFER_BACKEND_ABI_VERSION 2u
 
 /* Room for a per-item error message, including the NUL. */
 #define KINFER_ITEM_ERROR_SIZE 256
@@ -101,6 +108,40 @@ struct kinfer_host {
         __attribute__((format(printf, 2, 3)));
     /* "FP32", "INT64", ... for messages (static strings). */
     const char *(*dtype_name)(enum kinfer_dtype dtype);
+
+    /* --- Added in ABI 2 (new members go at the end) --- */
+
+    /* Bytes per element: 1, 2, 4 or 8; sizeof(struct kinfer_bytes) for
+     * BYTES; 0 for INVALID or a value outside the enum. */
+    size_t (*dtype_size)(enum kinfer_dtype dtype);
+    /* The dtype called name ("FP16", exact, upper case), or
+     * KINFER_DTYPE_INVALID. */
+    enum kinfer_dtype (*dtype_from_name)(const char *name);
+    /* An FP16 or BF16 element (dtype says which) as a float: exact.  NaN for
+     * another dtype. */
+    float (*half_to_float)(enum kinfer_dtype dtype, uint16_t bits);
+    /* v as an FP16 or BF16 element, rounded to nearest (ties to even); a
+     * value beyond the type's range becomes +-infinity, NaN stays NaN.  0
+     * for another dtype. */
+    uint16_t (*float_to_half)(enum kinfer_dtype dtype, float v);
+    /* Initialise dst (contents ignored) as a copy of src with datatype
+     * dtype, so a backend can take what it was sent and work in the type
+     * its model needs.  Each element converts exactly or is refused:
+     * integers must fit the new type; a real becomes an integer only when
+     * it has no fraction and fits; reals and integers become FP16 .. FP64
+     * rounded to nearest, refused when out of range; BOOL reads as 0 and 1
+     * and only 0 and 1 become BOOL; BYTES converts only to BYTES.  On
+     * failure returns KINFER_ERR_INVALID with a reason naming the element
+     * in err[0..errsize) ("element 3: 300 is out of range for UINT8") and
+     * leaves dst empty; KINFER_ERR_NOMEM when out of memory.  dst is then
+     * an output-style tensor the caller frees with host->tensor_free. */
+    enum kinfer_err (*tensor_convert)(struct kinfer_tensor *dst,
+                                      const struct kinfer_tensor *src,
+                                      enum kinfer_dtype dtype, char *err,
+                                      size_t errsize);
+    /* Free what t owns (a tensor made by tensor_init or tensor_convert that
+     * is not handed to kinfer) and leave it empty.  NULL is a no-op. */
+    void (*tensor_free)(struct kinfer_tensor *t);
 };
 
 struct kinfer_backend {

@@ -34,9 +34,60 @@ const char *kinfer_dtype_name(enum kinfer_dtype dtype);
 /* The dtype named name (exact, upper case), or KINFER_DTYPE_INVALID. */
 enum kinfer_dtype kinfer_dtype_from_name(const char *name);
 
-/* Bytes per element: 1, 4 or 8, sizeof(struct kinfer_bytes) for BYTES,
+/* Bytes per element: 1, 2, 4 or 8, sizeof(struct kinfer_bytes) for BYTES,
  * 0 for INVALID. */
 size_t kinfer_dtype_size(enum kinfer_dtype dtype);
+
+/* FP16 and BF16 elements (dtype says which) and doubles: to a double is
+ * exact (NaN for another dtype); from a double rounds once, to nearest with
+ * ties to even, straight from the double's exact value, +-infinity beyond
+ * the range (0 for another dtype).  The float versions are host->
+ * half_to_float and host->float_to_half. */
+double kinfer_half_to_double(enum kinfer_dtype dtype, uint16_t bits);
+uint16_t kinfer_half_from_double(enum kinfer_dtype dtype, double v);
+float kinfer_half_to_float(enum kinfer_dtype dtype, uint16_t bits);
+uint16_t kinfer_float_to_half(enum kinfer_dtype dtype, float v);
+
+/* One element's value as a number: an integer (i), an integer above
+ * INT64_MAX (u; only from UINT64) or a real (d). */
+struct kinfer_number {
+    enum { KINFER_NUM_INT, KINFER_NUM_UINT, KINFER_NUM_REAL } kind;
+    int64_t i;
+    uint64_t u;
+    double d;
+};
+
+/* What storing a number into an element came to. */
+enum kinfer_put {
+    KINFER_PUT_OK,
+    KINFER_PUT_RANGE,    /* does not fit the dtype (BOOL: not 0 or 1) */
+    KINFER_PUT_FRACTION, /* a real with a fraction for an integer dtype */
+    KINFER_PUT_TYPE      /* BYTES or INVALID: not numbers */
+};
+
+/* Store a number as element k (< t->count) of t, exactly or not at all:
+ * integers must fit the dtype, reals go to integer dtypes only when whole
+ * and in range, and to FP16 .. FP64 rounded to nearest (a finite value that
+ * would round to infinity is KINFER_PUT_RANGE).  BOOL takes 0 and 1. */
+enum kinfer_put kinfer_tensor_put_int(struct kinfer_tensor *t, size_t k,
+                                      int64_t v);
+enum kinfer_put kinfer_tensor_put_uint(struct kinfer_tensor *t, size_t k,
+                                       uint64_t v);
+enum kinfer_put kinfer_tensor_put_real(struct kinfer_tensor *t, size_t k,
+                                       double v);
+enum kinfer_put kinfer_tensor_put_number(struct kinfer_tensor *t, size_t k,
+                                         const struct kinfer_number *v);
+
+/* Element k of t as a number (BOOL as 0 or 1); -1 for BYTES. */
+int kinfer_tensor_get_number(const struct kinfer_tensor *t, size_t k,
+                             struct kinfer_number *v);
+
+/* host->tensor_convert (backend.h says what converts). */
+enum kinfer_err kinfer_tensor_convert(struct kinfer_tensor *dst,
+                                      const struct kinfer_tensor *src,
+                                      enum kinfer_dtype dtype, char *err,
+                                      size_t errsize)
+    __attribute__((warn_unused_result));
 
 /* Initialise t (contents ignored) as a tensor called name with the given
  * shape, and allocate zeroed storage for its elements.  BYTES elements start

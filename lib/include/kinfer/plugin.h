@@ -34,7 +34,7 @@ enum kinfer_err kinfer_plugins_new(struct kinfer_plugins **out)
  *   KINFER_ERR_IO       the object cannot be loaded (dlerror's reason)
  *   KINFER_ERR_INVALID  no kinfer_backend_entry symbol; the entry returned
  *                       NULL; the backend lacks a name or a function
- *   KINFER_ERR_ABI      "built for backend ABI 7, kinfer speaks 1" */
+ *   KINFER_ERR_ABI      "built for backend ABI 7, kinfer speaks 2" */
 enum kinfer_err kinfer_plugins_load(struct kinfer_plugins *ps, const char *path,
                                     const struct kinfer_backend **backend,
                                     char *err, size_t errsize)

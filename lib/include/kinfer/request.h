@@ -40,6 +40,14 @@ struct kinfer_param {
     int boolean;     /* BOOL */
 };
 
+/* One entry of the request's "outputs" (ABI 2): an output the client asked
+ * for, with its own "parameters" (binary_data, ...). */
+struct kinfer_requested_output {
+    char *name;                  /* owned */
+    struct kinfer_param *params; /* owned array; names are unique */
+    size_t n_params;
+};
+
 struct kinfer_request {
     char *id;                    /* owned; NULL when absent */
     char *model_name;            /* owned; NULL when absent */
@@ -47,6 +55,13 @@ struct kinfer_request {
     size_t n_params;
     struct kinfer_tensor *inputs; /* owned array; names are unique */
     size_t n_inputs;
+    /* --- Added in ABI 2 --- */
+    char *model_version; /* owned; NULL when absent (the model's own) */
+    /* The outputs asked for, names unique; NULL and 0 when the request has
+     * no "outputs" (every output).  kinfer drops the others from the result
+     * itself, so a backend may ignore this or use it to skip work. */
+    struct kinfer_requested_output *outputs;
+    size_t n_outputs;
 };
 
 #ifdef __cplusplus

@@ -28,8 +28,23 @@ enum kinfer_dtype {
     KINFER_DTYPE_INT64,
     KINFER_DTYPE_FP32,
     KINFER_DTYPE_FP64,
-    KINFER_DTYPE_BYTES /* elements are struct kinfer_bytes */
+    KINFER_DTYPE_BYTES, /* elements are struct kinfer_bytes */
+    /* Added in ABI 2, after the others so their numbers stay. */
+    KINFER_DTYPE_UINT8,
+    KINFER_DTYPE_UINT16,
+    KINFER_DTYPE_UINT32,
+    KINFER_DTYPE_UINT64,
+    KINFER_DTYPE_INT8,
+    KINFER_DTYPE_INT16,
+    /* IEEE 754 binary16 and bfloat16 (the top half of an FP32): each element
+     * a uint16_t holding the bit pattern (host->half_to_float and
+     * host->float_to_half convert). */
+    KINFER_DTYPE_FP16,
+    KINFER_DTYPE_BF16
 };
+
+/* One past the largest dtype, for tables indexed by dtype. */
+#define KINFER_DTYPE_COUNT (KINFER_DTYPE_BF16 + 1)
 
 /* One element of a BYTES tensor: len bytes at data, not NUL-terminated
  * (a NUL is kept one past the end for convenience). */

@@ -145,6 +145,20 @@ static const struct kinfer_optdef options[] = {
      "rebalance, but a dead worker's partitions wait the whole "
      "session.timeout.ms",
      0},
+    {"exactly-once", "KINFER_EXACTLY_ONCE", KINFER_OPT_FLAG, NULL, 0, 0, NULL,
+     "Exactly-once results: each batch's results, error results, dead "
+     "letters and consumed offsets in one Kafka transaction "
+     "(transactional.id <group>.<instance-id>; needs --instance-id).  "
+     "Readers of the output must use isolation.level=read_committed",
+     0},
+    {"txn-max-messages", "KINFER_TXN_MAX_MESSAGES", KINFER_OPT_INT, "1000", 1,
+     1000000, "N",
+     "With --exactly-once: a transaction closes after this many requests", 0},
+    {"txn-interval-ms", "KINFER_TXN_INTERVAL_MS", KINFER_OPT_INT, "100", 1,
+     60000, "MS",
+     "With --exactly-once: ... or this long after its first request; results "
+     "become visible when it commits",
+     0},
     {"connect-timeout", "KINFER_CONNECT_TIMEOUT", KINFER_OPT_INT, "60", 0,
      86400, "SECONDS",
      "Exit 1 when no broker was reached this long after start (0: never)", 0},
@@ -265,6 +279,9 @@ static int worker_config(const struct kinfer_opts *o,
         .max_headers = (size_t)kinfer_opts_get_int(o, "max-headers"),
         .props = *props,
         .n_props = nprops,
+        .exactly_once = kinfer_opts_get_flag(o, "exactly-once"),
+        .txn_max_messages = (size_t)kinfer_opts_get_int(o, "txn-max-messages"),
+        .txn_interval_ms = (int)kinfer_opts_get_int(o, "txn-interval-ms"),
     };
     return 0;
 }

@@ -49,7 +49,19 @@ struct kinfer_worker_config {
      * Borrowed. */
     const struct kinfer_kafka_prop *props;
     size_t n_props;
+    /* Exactly-once mode (docs/design.md, "Exactly once"): results, error
+     * results, dead letters and the consumed offsets of each batch of
+     * requests in one Kafka transaction.  Needs instance_id, from which
+     * the transactional.id comes.  A batch closes after txn_max_messages
+     * requests or txn_interval_ms after its first one (0 takes the
+     * KINFER_DEFAULT_TXN_* below). */
+    int exactly_once;
+    size_t txn_max_messages;
+    int txn_interval_ms;
 };
+
+#define KINFER_DEFAULT_TXN_MAX_MESSAGES ((size_t)1000)
+#define KINFER_DEFAULT_TXN_INTERVAL_MS 100
 
 /* Keys are ids for partitioning and joins; headers carry trace context
  * and correlation ids, well under 1 KiB in practice.  These leave room for

@@ -143,7 +143,8 @@ static const struct kinfer_optdef options[] = {
      "Static group membership (group.instance.id), unique per worker: a "
      "restart within session.timeout.ms keeps its partitions without a "
      "rebalance, but a dead worker's partitions wait the whole "
-     "session.timeout.ms",
+     "session.timeout.ms.  With --exactly-once it also names the "
+     "transactional.id",
      0},
     {"exactly-once", "KINFER_EXACTLY_ONCE", KINFER_OPT_FLAG, NULL, 0, 0, NULL,
      "Exactly-once results: each batch's results, error results, dead "

@@ -562,6 +562,11 @@ void kinfer_worker_txn_revoke(struct kinfer_worker *w,
     struct kinfer_txn *t = w->txn;
     if (t == NULL)
         return;
+    /* Where the revoked partitions restart is their next owner's
+     * business: an abort below rewinds only the ones we keep. */
+    for (int i = 0; i < parts->cnt; i++)
+        if (strcmp(parts->elems[i].topic, w->cfg.input_topic) == 0)
+            restart_forget(t, parts->elems[i].partition);
     int64_t now = kinfer_now_ms();
     if (t->open && !atomic_load(&w->fatal)) {
         if (lost)
@@ -569,9 +574,6 @@ void kinfer_worker_txn_revoke(struct kinfer_worker *w,
         else
             close_batch(w, now + wait_ms, now + CALL_MAX_MS, 1);
     }
-    for (int i = 0; i < parts->cnt; i++)
-        if (strcmp(parts->elems[i].topic, w->cfg.input_topic) == 0)
-            restart_forget(t, parts->elems[i].partition);
 }
 
 void kinfer_worker_txn_shutdown(struct kinfer_worker *w, int64_t deadline_ms)

@@ -6,7 +6,9 @@
  *   - across a broker SIGKILL and restart mid-stream;
  *   - when a second worker starts with the same --instance-id (so the same
  *     transactional.id): the first is fenced and exits 1, the second
- *     finishes the stream.
+ *     finishes the stream;
+ *   - when a second worker joins mid-stream and the first then leaves
+ *     (cooperative rebalances both ways).
  * Runs against a private broker (ops/kafka.sh start --dir), since it kills
  * and restarts it.
  */
@@ -88,6 +90,28 @@ static int broker_start(void)
     if (kafka(args, addr, sizeof addr) == 0)
         return 0;
     return kafka("status", NULL, 0);
+}
+
+/* True once the log of p contains text; polls up to timeout_ms (as in
+ * it_stop_faults.c). */
+static int log_has(struct it_proc *p, const char *text, int64_t timeout_ms)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    for (;;) {
+        FILE *f = fopen(it_proc_log_path(p), "r");
+        char line[2048];
+        int found = 0;
+        while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+            found = strstr(line, text) != NULL;
+        if (f != NULL)
+            fclose(f);
+        if (found)
+            return 1;
+        if (it_now_ms() > deadline || !it_proc_running(p))
+            return 0;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling a condition, with a deadline */
+    }
 }
 
 /* The worker's options for topics t and instance id: exactly-once, two
@@ -366,6 +390,72 @@ static void test_fencing(void **state)
     it_answers_free(ans);
 }
 
+/* A second worker joins mid-stream (a cooperative rebalance: the first
+ * commits its open transaction before giving partitions up), then the
+ * first is stopped (its partitions move back): each request still once. */
+static void test_rebalance(void **state)
+{
+    struct it_ctx *ctx = *state;
+    const size_t n = 60000;
+    struct it_topics t;
+    it_topics_make(ctx, &t, N_PARTITIONS, N_PARTITIONS, NULL, NULL);
+    const char *args_a[24], *args_b[24];
+    eos_args(args_a, &t, "eos-member-a", NULL);
+    eos_args(args_b, &t, "eos-member-b", NULL);
+    struct it_answers *ans = it_answers_new(n);
+    struct it_reader *r = it_reader_new(ctx, t.out, it_answers_on_msg, ans);
+    IT_REQUIRE(ctx, r != NULL, "reader on %s", t.out);
+    IT_REQUIRE(ctx, it_req_produce_range(ctx, t.in, 0, n, NULL) == 0,
+               "produce %zu requests", n);
+    struct it_proc *a = it_worker_spawn(ctx, "memberA", args_a);
+    IT_REQUIRE(ctx, a != NULL, "spawn worker A");
+    ans->target = 2000;
+    IT_REQUIRE(ctx,
+               it_reader_wait(r, it_answers_reached, ans, 120000,
+                              "the first committed results") == 0,
+               "%zu answered", ans->unique);
+    size_t at_join = ans->unique;
+    struct it_proc *b = it_worker_spawn(ctx, "memberB", args_b);
+    IT_REQUIRE(ctx, b != NULL, "spawn worker B");
+    IT_REQUIRE(ctx, it_group_wait_members(ctx, t.group, 2, 60000, NULL) == 2,
+               "worker B did not join the group");
+    /* A gave partitions up (committing its open transaction first) and B
+     * took them. */
+    IT_REQUIRE(ctx, log_has(a, "INFO  revoked partitions [", 60000),
+               "worker A gave no partition up");
+    IT_REQUIRE(ctx, log_has(b, "INFO  assigned partitions [", 60000),
+               "worker B got no partition");
+    IT_REQUIRE(ctx, ans->unique < n, "all answered before the rebalance");
+    ans->target = ans->unique + (n - ans->unique) / 2;
+    IT_REQUIRE(ctx,
+               it_reader_wait(r, it_answers_reached, ans, 200000,
+                              "results with two workers") == 0,
+               "%zu answered", ans->unique);
+    size_t at_leave = ans->unique;
+    int64_t stop_a_ms = stop_clean(ctx, a);
+    int rc = it_reader_wait(r, it_answers_all, ans, 200000,
+                            "every result after worker A left");
+    IT_REQUIRE(ctx, rc == 0, "%zu of %zu answered", ans->unique, n);
+    IT_REQUIRE(
+        ctx,
+        it_wait_committed_at_end(ctx, t.in, t.group, N_PARTITIONS, 60000) == 0,
+        "worker B did not commit to the end within 60 s");
+    (void)stop_clean(ctx, b);
+    IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s to its end",
+               t.out);
+    require_exactly_once(ctx, ans, &t);
+    struct it_answers *raw = reread(ctx, t.out, n, "read_uncommitted");
+    printf("RESULT it_eos rebalance: requests=%zu missing=0 "
+           "duplicates_read_committed=%zu "
+           "duplicates_read_uncommitted=%zu (aborted) answered_at_join=%zu "
+           "answered_at_leave=%zu stop_a_ms=%lld\n",
+           n, it_answers_duplicates(ans), it_answers_duplicates(raw), at_join,
+           at_leave, (long long)stop_a_ms);
+    it_answers_free(raw);
+    it_reader_free(r);
+    it_answers_free(ans);
+}
+
 /* Strip "--kafka-sh PATH --broker-dir DIR" from argv, start the private
  * broker there, point the harness at it, run, stop the broker. */
 int main(int argc, char **argv)
@@ -395,6 +485,7 @@ int main(int argc, char **argv)
     struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill),
         cmocka_unit_test(test_fencing),
+        cmocka_unit_test(test_rebalance),
         cmocka_unit_test(test_broker_restart),
     };
     int rc = it_main("eos", n, argv, tests, sizeof tests / sizeof tests[0]);

@@ -152,7 +152,7 @@ static const struct kinfer_optdef options[] = {
      "(transactional.id <group>.<instance-id>; needs --instance-id).  "
      "Readers of the output must use isolation.level=read_committed",
      0},
-    {"txn-max-messages", "KINFER_TXN_MAX_MESSAGES", KINFER_OPT_INT, "1000", 1,
+    {"txn-max-messages", "KINFER_TXN_MAX_MESSAGES", KINFER_OPT_INT, "5000", 1,
      1000000, "N",
      "With --exactly-once: a transaction closes after this many requests", 0},
     {"txn-interval-ms", "KINFER_TXN_INTERVAL_MS", KINFER_OPT_INT, "100", 1,

@@ -60,7 +60,7 @@ struct kinfer_worker_config {
     int txn_interval_ms;
 };
 
-#define KINFER_DEFAULT_TXN_MAX_MESSAGES ((size_t)1000)
+#define KINFER_DEFAULT_TXN_MAX_MESSAGES ((size_t)5000)
 #define KINFER_DEFAULT_TXN_INTERVAL_MS 100
 
 /* Keys are ids for partitioning and joins; headers carry trace context

@@ -351,6 +351,11 @@ static void dispatch(struct kinfer_worker *w, rd_kafka_message_t *m)
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             kinfer_log(KINFER_LOG_WARN, "consumer: %s",
                        rd_kafka_message_errstr(m));
+        /* A fatal consumer error (a static member fenced by another with
+         * its group.instance.id) comes as a message, not to error_cb: the
+         * consumer is dead, so is the run. */
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+            atomic_store(&w->fatal, 1);
         rd_kafka_message_destroy(m);
         return;
     }

@@ -42,6 +42,8 @@
 #define CALL_MAX_MS 120000
 /* One attempt of a resumable call: checks for SIGTERM in between. */
 #define CALL_SLICE_MS 2000
+/* Pause before retrying a call that failed faster than this. */
+#define RETRY_BACKOFF_MS 100
 /* After an abort, the jobs still running must end before a new transaction
  * may take their messages; this bounds that wait. */
 #define DISCARD_WAIT_MAX_MS 90000
@@ -217,6 +219,7 @@ static enum outcome run_op(struct kinfer_worker *w, enum op op,
         int slice = left < CALL_SLICE_MS ? (int)(left > 100 ? left : 100)
                                          : CALL_SLICE_MS;
         rd_kafka_error_t *e = NULL;
+        int64_t began = kinfer_now_ms();
         switch (op) {
         case OP_INIT:
             e = rd_kafka_init_transactions(w->producer, slice);
@@ -253,6 +256,11 @@ static enum outcome run_op(struct kinfer_worker *w, enum op op,
                            rd_kafka_error_string(e));
             warned = 1;
             rd_kafka_error_destroy(e);
+            if (kinfer_now_ms() - began < RETRY_BACKOFF_MS) {
+                /* Refused at once (no coordinator yet): do not spin. */
+                struct timespec ts = {0, RETRY_BACKOFF_MS * 1000000L};
+                nanosleep(&ts, NULL);
+            }
             continue;
         }
         if (out == MUST_ABORT)

@@ -149,7 +149,22 @@ static const struct kinfer_optdef options[] = {
      "Static group membership (group.instance.id), unique per worker: a "
      "restart within session.timeout.ms keeps its partitions without a "
      "rebalance, but a dead worker's partitions wait the whole "
-     "session.timeout.ms",
+     "session.timeout.ms.  With --exactly-once it also names the "
+     "transactional.id",
+     0},
+    {"exactly-once", "KINFER_EXACTLY_ONCE", KINFER_OPT_FLAG, NULL, 0, 0, NULL,
+     "Exactly-once results: each batch's results, error results, dead "
+     "letters and consumed offsets in one Kafka transaction "
+     "(transactional.id <group>.<instance-id>; needs --instance-id).  "
+     "Readers of the output must use isolation.level=read_committed",
+     0},
+    {"txn-max-messages", "KINFER_TXN_MAX_MESSAGES", KINFER_OPT_INT, "5000", 1,
+     1000000, "N",
+     "With --exactly-once: a transaction closes after this many requests", 0},
+    {"txn-interval-ms", "KINFER_TXN_INTERVAL_MS", KINFER_OPT_INT, "100", 1,
+     60000, "MS",
+     "With --exactly-once: ... or this long after its first request; results "
+     "become visible when it commits",
      0},
     {"connect-timeout", "KINFER_CONNECT_TIMEOUT", KINFER_OPT_INT, "60", 0,
      86400, "SECONDS",
@@ -319,6 +334,9 @@ static int worker_config(const struct kinfer_opts *o,
         .retry_dlq = (int)kinfer_opts_get_int(o, "retry-dlq"),
         .dlq_guard_percent = (unsigned)kinfer_opts_get_int(o, "dlq-guard"),
         .dlq_guard_window = (size_t)kinfer_opts_get_int(o, "dlq-guard-window"),
+        .exactly_once = kinfer_opts_get_flag(o, "exactly-once"),
+        .txn_max_messages = (size_t)kinfer_opts_get_int(o, "txn-max-messages"),
+        .txn_interval_ms = (int)kinfer_opts_get_int(o, "txn-interval-ms"),
     };
     const char *ordering = kinfer_opts_get(o, "ordering");
     if (strcmp(ordering, "key") == 0)

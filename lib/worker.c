@@ -69,11 +69,16 @@ static enum kinfer_err make_handles(struct kinfer_worker *w, char *err,
         .all_brokers_down = &w->metrics.all_down,
     };
     /* --group and --instance-id, which -X cannot override. */
-    const struct kinfer_kafka_prop fixed[] = {
+    struct kinfer_kafka_prop fixed[2 + KINFER_TXN_MAX_PROPS] = {
         {"group.id", cfg->group},
         {"group.instance.id", cfg->instance_id},
     };
     size_t n_fixed = cfg->instance_id != NULL && cfg->instance_id[0] ? 2 : 1;
+    /* Exactly-once: no auto-commit; the producer's transactional.id. */
+    n_fixed +=
+        kinfer_worker_txn_props(w, KINFER_KAFKA_CONSUMER, fixed + n_fixed);
+    struct kinfer_kafka_prop pfixed[KINFER_TXN_MAX_PROPS];
+    size_t n_pfixed = kinfer_worker_txn_props(w, KINFER_KAFKA_PRODUCER, pfixed);
     const struct kinfer_kafka_setup cs = {
         .role = KINFER_KAFKA_CONSUMER,
         .brokers = cfg->brokers,
@@ -92,6 +97,8 @@ static enum kinfer_err make_handles(struct kinfer_worker *w, char *err,
         .n_defaults = N_ELEMS(producer_defaults),
         .user = cfg->props,
         .n_user = cfg->n_props,
+        .fixed = pfixed,
+        .n_fixed = n_pfixed,
         .events = &w->events,
     };
     enum kinfer_err rc = kinfer_kafka_new(&cs, &w->consumer, err, errsize);
@@ -116,7 +123,8 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     if (w->cfg.max_in_flight_bytes == 0)
         w->cfg.max_in_flight_bytes = 1;
     kinfer_worker_metrics_init(w);
-    if (make_handles(w, err, errsize) != KINFER_OK)
+    if (kinfer_worker_txn_setup(w, err, errsize) != KINFER_OK ||
+        make_handles(w, err, errsize) != KINFER_OK)
         goto fail;
 
     const struct kinfer_stage_config sc = {
@@ -263,6 +271,7 @@ void kinfer_worker_free(struct kinfer_worker *w)
     if (destroy_handles(w) != 0)
         return; /* w stays allocated for the thread still destroying */
     kinfer_tracker_free(w->tracker);
+    kinfer_worker_txn_free(w);
     kinfer_worker_flow_destroy(w);
     kinfer_worker_metrics_free(w);
     free(w);

@@ -38,6 +38,8 @@ static void store_cb(int32_t partition, int64_t next, void *arg)
  * final explicit commit) sends them to the group coordinator. */
 static void store_offsets(struct kinfer_worker *w)
 {
+    if (w->txn != NULL)
+        return; /* exactly-once: offsets go in transactions (worker_txn.c) */
     rd_kafka_topic_partition_list_t *list =
         rd_kafka_topic_partition_list_new(8);
     kinfer_tracker_collect(w->tracker, store_cb, list);
@@ -295,6 +297,7 @@ static void on_revoke(struct kinfer_worker *w, rd_kafka_t *rk,
     size_t n;
     int32_t *ids = partition_ids(w, parts, &n);
     int lost = rd_kafka_assignment_lost(rk);
+    kinfer_worker_txn_revoke(w, parts, lost, revoke_wait_ms(w));
     if (!lost && n > 0) {
         /* Let the results of these partitions land so their offsets can be
          * committed before another member takes them over: fewer
@@ -352,6 +355,15 @@ static void dispatch(struct kinfer_worker *w, rd_kafka_message_t *m)
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             kinfer_log(KINFER_LOG_WARN, "consumer: %s",
                        rd_kafka_message_errstr(m));
+        /* A fatal consumer error (a static member fenced by another with
+         * its group.instance.id) comes as a message, not to error_cb: the
+         * consumer is dead, so is the run. */
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+            atomic_store(&w->fatal, 1);
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (kinfer_worker_txn_admit(w, m) != 0) {
         rd_kafka_message_destroy(m);
         return;
     }
@@ -531,6 +543,7 @@ static void shutdown_pipeline(struct kinfer_worker *w)
             rd_kafka_message_destroy(m);
         store_offsets(w);
     }
+    kinfer_worker_txn_shutdown(w, end - close_share / 2);
     size_t abandoned = atomic_load(&w->in_flight);
     if (abandoned > 0)
         atomic_store(&w->abandon, 1);
@@ -609,7 +622,7 @@ static void warm_outputs(struct kinfer_worker *w)
 
 enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
 {
-    if (subscribe(w) != KINFER_OK)
+    if (kinfer_worker_txn_start(w) != KINFER_OK || subscribe(w) != KINFER_OK)
         return KINFER_ERR_KAFKA;
     kinfer_log(KINFER_LOG_INFO,
                "consuming %s as group %s with %zu inference threads; "
@@ -622,7 +635,8 @@ enum kinfer_err kinfer_worker_run(struct kinfer_worker *w)
 
     while (!atomic_load(&w->stop) && !atomic_load(&w->fatal)) {
         atomic_store(&w->metrics.poll_beat, kinfer_now_ms());
-        int timeout = flow_control(w);
+        /* Exactly-once: closes a full or old transaction first. */
+        int timeout = kinfer_worker_txn_tick(w, flow_control(w));
         if (timeout >= 0) {
             rd_kafka_message_t *m =
                 rd_kafka_consumer_poll(w->consumer, timeout);

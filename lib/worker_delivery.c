@@ -81,6 +81,10 @@ void kinfer_worker_job_drop(struct job *j)
 static void job_fail(struct job *j, const char *what, const char *why)
 {
     struct kinfer_worker *w = j->w;
+    if (kinfer_worker_txn_job_failed(w, j->partition, j->offset, what, why)) {
+        kinfer_worker_job_drop(j);
+        return;
+    }
     kinfer_log(KINFER_LOG_ERROR,
                "partition %" PRId32 " offset %" PRId64 ": %s failed for "
                "good: %s; the request stays uncommitted and the worker stops",

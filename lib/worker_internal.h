@@ -153,6 +153,10 @@ struct kinfer_worker {
     struct kinfer_kafka_watch watch; /* poll thread only: connect timeout */
     int consumer_unsafe;             /* destroying it would crash (2.0.2) */
 
+    /* Exactly-once mode's state (worker_txn.c); NULL in at-least-once
+     * mode.  Poll thread, except where worker_txn.c says otherwise. */
+    struct kinfer_txn *txn;
+
     atomic_ullong consumed, answered, errors, dead_letters, failures;
     /* Pipeline semantics (worker_pipe.c). */
     struct kinfer_stage_ops inner_ops; /* the delivery side's callbacks */
@@ -276,5 +280,62 @@ void kinfer_worker_metrics_delivered(struct kinfer_worker *w,
 void kinfer_worker_metrics_ran(void *job, const struct kinfer_model *m,
                                int64_t start_ns, int64_t run_ns, size_t index,
                                size_t size, void *arg);
+
+/* ------------------------------------------------------ worker_txn.c */
+
+/* Exactly-once mode (docs/design.md, "Exactly once").  Every function is
+ * a no-op (returning 0 or KINFER_OK) when w->txn is NULL, so the hooks in
+ * the other files cost nothing in at-least-once mode.  Poll thread, unless
+ * noted. */
+
+/* Set up w->txn from w->cfg (main thread, in kinfer_worker_new, before the
+ * handles exist).  KINFER_ERR_CONFIG with err naming the cause when
+ * --exactly-once lacks --instance-id. */
+enum kinfer_err kinfer_worker_txn_setup(struct kinfer_worker *w, char *err,
+                                        size_t errsize);
+void kinfer_worker_txn_free(struct kinfer_worker *w);
+
+/* The properties exactly-once mode fixes for a handle of role: written to
+ * out[0..return), at most KINFER_TXN_MAX_PROPS; strings borrowed from w. */
+#define KINFER_TXN_MAX_PROPS 2
+size_t kinfer_worker_txn_props(const struct kinfer_worker *w,
+                               enum kinfer_kafka_role role,
+                               struct kinfer_kafka_prop *out);
+
+/* init_transactions, retried within --connect-timeout: fences an older
+ * producer of this transactional.id and aborts its open transaction.
+ * KINFER_ERR_KAFKA after an ERROR line when that failed. */
+enum kinfer_err kinfer_worker_txn_start(struct kinfer_worker *w);
+
+/* Message m is about to be dispatched: open a transaction if none is.
+ * Returns 0 to go on, -1 to drop m undispatched (the worker is stopping
+ * with an error). */
+int kinfer_worker_txn_admit(struct kinfer_worker *w,
+                            const rd_kafka_message_t *m);
+
+/* Once per poll-loop turn, with the poll timeout the loop chose (-1: do
+ * not poll): commit the open transaction when its batch is full or old
+ * enough, abort it when a job failed.  Returns the timeout to use, cut so
+ * the batch closes on time. */
+int kinfer_worker_txn_tick(struct kinfer_worker *w, int timeout_ms);
+
+/* Partitions parts are being revoked (lost: taken already): commit the
+ * open transaction, waiting at most wait_ms for its requests, or abort it.
+ * From the rebalance callback, before the partitions go. */
+void kinfer_worker_txn_revoke(struct kinfer_worker *w,
+                              const rd_kafka_topic_partition_list_t *parts,
+                              int lost, int wait_ms);
+
+/* Shutdown, after the drain: commit the open transaction by deadline, or
+ * abort it; log the transaction counters. */
+void kinfer_worker_txn_shutdown(struct kinfer_worker *w, int64_t deadline_ms);
+
+/* A job's message could not be produced or delivered: in exactly-once mode
+ * the open transaction must abort (and its requests are consumed again),
+ * which is not a reason to stop.  Returns 1 when that is so (the caller
+ * drops the job), 0 in at-least-once mode.  Any thread. */
+int kinfer_worker_txn_job_failed(struct kinfer_worker *w, int32_t partition,
+                                 int64_t offset, const char *what,
+                                 const char *why);
 
 #endif

@@ -26,9 +26,9 @@
 enum kinfer_kafka_role {
     KINFER_KAFKA_CONSUMER, /* served by rd_kafka_consumer_poll */
     KINFER_KAFKA_PRODUCER, /* served by rd_kafka_poll / rd_kafka_flush */
-    /* A transactional producer (exactly-once) will be a third role: a
-     * producer with transactional.id whose creation also runs
-     * rd_kafka_init_transactions. */
+    /* A transactional producer (the worker's --exactly-once) is a
+     * producer with transactional.id among its fixed properties; the
+     * worker runs rd_kafka_init_transactions itself (lib/worker_txn.c). */
 };
 
 /* What librdkafka's statistics (statistics.interval.ms, JSON) say, cut

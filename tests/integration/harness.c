@@ -537,6 +537,13 @@ int it_produce_flush(struct it_ctx *ctx, int timeout_ms)
 struct it_reader *it_reader_new(struct it_ctx *ctx, const char *topic,
                                 it_msg_fn *on_msg, void *arg)
 {
+    return it_reader_new_isolation(ctx, topic, on_msg, arg, "read_committed");
+}
+
+struct it_reader *it_reader_new_isolation(struct it_ctx *ctx, const char *topic,
+                                          it_msg_fn *on_msg, void *arg,
+                                          const char *isolation)
+{
     char group[256];
     it_unique_name(ctx, "reader", group, sizeof group);
     const char *props[] = {"group.id",
@@ -551,6 +558,8 @@ struct it_reader *it_reader_new(struct it_ctx *ctx, const char *topic,
                            "4000000",
                            "enable.partition.eof",
                            "true",
+                           "isolation.level",
+                           isolation,
                            NULL};
     struct it_reader *r = xcalloc(1, sizeof *r);
     r->ctx = ctx;

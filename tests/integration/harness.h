@@ -143,6 +143,12 @@ typedef int it_done_fn(void *arg);
  * on_msg may be NULL.  Returns NULL after printing why. */
 struct it_reader *it_reader_new(struct it_ctx *ctx, const char *topic,
                                 it_msg_fn *on_msg, void *arg);
+/* As it_reader_new (which reads read_committed, librdkafka's default),
+ * with isolation.level isolation: "read_uncommitted" also sees the
+ * messages of aborted and still open transactions. */
+struct it_reader *it_reader_new_isolation(struct it_ctx *ctx, const char *topic,
+                                          it_msg_fn *on_msg, void *arg,
+                                          const char *isolation);
 void it_reader_free(struct it_reader *r);
 
 /* Consume until done(done_arg) holds (checked before the first poll and

@@ -79,6 +79,15 @@ struct kinfer_worker_config {
      * KINFER_ERR_INVALID); 0: off. */
     unsigned dlq_guard_percent;
     size_t dlq_guard_window;
+    /* Exactly-once mode (docs/design.md, "Exactly once"): results, error
+     * results, dead letters and the consumed offsets of each batch of
+     * requests in one Kafka transaction.  Needs instance_id, from which
+     * the transactional.id comes.  A batch closes after txn_max_messages
+     * requests or txn_interval_ms after its first one (0 takes the
+     * KINFER_DEFAULT_TXN_* below). */
+    int exactly_once;
+    size_t txn_max_messages;
+    int txn_interval_ms;
 };
 
 /* Far above the longest step the poll loop takes by design (a revoke
@@ -89,6 +98,9 @@ struct kinfer_worker_config {
  * the lag, backlog, broker round-trip and producer-queue metrics come
  * from them (docs/metrics.md). */
 #define KINFER_DEFAULT_STATS_INTERVAL "5000"
+
+#define KINFER_DEFAULT_TXN_MAX_MESSAGES ((size_t)5000)
+#define KINFER_DEFAULT_TXN_INTERVAL_MS 100
 
 /* Keys are ids for partitioning and joins; headers carry trace context
  * and correlation ids, well under 1 KiB in practice.  These leave room for

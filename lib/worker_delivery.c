@@ -130,6 +130,7 @@ struct out {
     char why[512];     /* dead letters: the kinfer-error header */
     struct out *next;  /* on the deferred list */
     unsigned refusals; /* re-sent unchanged after a size refusal */
+    size_t json_len;   /* a binary result: its JSON header's length; else 0 */
 };
 
 static unsigned shed_order(enum send_kind kind, size_t i)
@@ -240,6 +241,15 @@ static rd_kafka_headers_t *out_headers(const struct out *o)
     rd_kafka_headers_t *h = !(o->shed & SHED_HEADERS) && orig != NULL
                                 ? rd_kafka_headers_copy(orig)
                                 : rd_kafka_headers_new(6);
+    if (o->kind != SEND_DLQ) {
+        /* A request's binary framing does not describe its answer. */
+        rd_kafka_header_remove(h, KINFER_HEADER_LENGTH);
+        if (o->kind == SEND_RESULT && o->json_len > 0) {
+            char num[32];
+            kinfer_fmt(num, sizeof num, "%zu", o->json_len);
+            rd_kafka_header_add(h, KINFER_HEADER_LENGTH, -1, num, -1);
+        }
+    }
     if (o->kind == SEND_DLQ) {
         char num[32];
         rd_kafka_header_add(h, "kinfer-error", -1, o->why, -1);
@@ -370,6 +380,7 @@ static int result_to_error(struct out *o, size_t size)
     o->value = buf;
     o->len = len;
     o->kind = SEND_ERROR;
+    o->json_len = 0;
     /* A new, small message: it keeps whatever fits again. */
     o->shed = 0;
     return 1;
@@ -653,13 +664,17 @@ void kinfer_worker_dr_stop(struct kinfer_worker *w)
 /* The stage's callbacks (stage.h), on inference threads: each turns the
  * outcome of one request into the messages to produce. */
 
-/* Keep what an error result sent later (from a delivery report) needs. */
-static void job_names(struct job *j, const struct kinfer_request *req)
+/* Keep what an error result sent later (from a delivery report) needs.
+ * decoded: the request was read whole, so a missing model_name means the
+ * default model; otherwise only a model_name read from it is named. */
+static void job_names(struct job *j, const struct kinfer_request *req,
+                      int decoded)
 {
     if (req->id != NULL)
         j->id = kinfer_xstrdup(req->id);
-    j->model_name = kinfer_xstrdup(req->model_name ? req->model_name
-                                                   : j->w->cfg.default_model);
+    if (req->model_name != NULL || decoded)
+        j->model_name = kinfer_xstrdup(
+            req->model_name ? req->model_name : j->w->cfg.default_model);
 }
 
 /* Why j breaks a cap on its key or headers (into why), or NULL.  The value
@@ -712,8 +727,7 @@ static int stage_admit(void *job, void *arg)
     char why[200];
     if (over_caps(j, why, sizeof why) == NULL)
         return 1;
-    /* Not decoded at all: the answer names no request id. */
-    j->model_name = kinfer_xstrdup(w->cfg.default_model);
+    /* Not decoded at all: the answer names no request id and no model. */
     reject(j, why);
     return 0;
 }
@@ -723,7 +737,7 @@ static void stage_rejected(void *job, const struct kinfer_request *req,
 {
     struct job *j = job;
     (void)arg;
-    job_names(j, req);
+    job_names(j, req, 0);
     reject(j, why);
 }
 
@@ -732,7 +746,7 @@ static void stage_unknown_model(void *job, const struct kinfer_request *req,
 {
     struct job *j = job;
     (void)arg;
-    job_names(j, req);
+    job_names(j, req, 1);
     send_error_result(j, why);
 }
 
@@ -742,21 +756,56 @@ static void stage_answered(void *job, const struct kinfer_request *req,
 {
     struct job *j = job;
     (void)arg;
-    job_names(j, req);
+    job_names(j, req, 1);
     if (item->failed) {
         send_error_result(j, item->error);
         return;
     }
     char *buf = NULL;
-    size_t len = 0;
-    if (kinfer_result_encode(req->id, kinfer_model_name(model),
-                             kinfer_model_version(model), item->outputs,
-                             item->n_outputs, &buf, &len) != KINFER_OK) {
+    size_t len = 0, json_len = 0;
+    if (kinfer_result_encode_for(req, kinfer_model_name(model),
+                                 kinfer_model_version(model), item->outputs,
+                                 item->n_outputs, &buf, &len,
+                                 &json_len) != KINFER_OK) {
         send_error_result(j, "the model's outputs cannot be encoded as "
                              "JSON (a NaN or infinite value?)");
         return;
     }
-    send_result(j, SEND_RESULT, buf, len);
+    struct out *o = out_new(j, SEND_RESULT);
+    o->value = buf;
+    o->len = len;
+    o->json_len = json_len < len ? json_len : 0;
+    out_send(o, 1);
+}
+
+/* The binary tensor form: the JSON header's length from the request's
+ * kinfer-inference-header-length header (docs/protocol.md). */
+static int stage_json_length(void *job, size_t *json_len, char *why,
+                             size_t whysize, void *arg)
+{
+    struct job *j = job;
+    (void)arg;
+    const rd_kafka_headers_t *h = request_headers(j);
+    const void *v = NULL;
+    size_t n = 0;
+    if (h == NULL || rd_kafka_header_get_last(h, KINFER_HEADER_LENGTH, &v,
+                                              &n) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    const char *p = v;
+    size_t x = 0;
+    int ok = v != NULL && n > 0 && n <= 19;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = p[i] >= '0' && p[i] <= '9';
+        x = x * 10 + (size_t)(p[i] - '0');
+    }
+    if (!ok) {
+        kinfer_fmt(why, whysize,
+                   "header " KINFER_HEADER_LENGTH ": expected the JSON "
+                   "header's length in decimal digits");
+        return -1;
+    }
+    *json_len = x;
+    return 1;
 }
 
 void kinfer_worker_stage_ops(struct kinfer_worker *w,
@@ -768,5 +817,6 @@ void kinfer_worker_stage_ops(struct kinfer_worker *w,
         .unknown_model = stage_unknown_model,
         .answered = stage_answered,
         .arg = w,
+        .json_length = stage_json_length,
     };
 }

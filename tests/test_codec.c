@@ -253,6 +253,15 @@ static void render_request(struct text *t, const struct kinfer_request *r)
     text_printf(t, "id: %s\n", r->id ? r->id : "(none)");
     text_printf(t, "model_name: %s\n",
                 r->model_name ? r->model_name : "(none)");
+    if (r->model_version != NULL)
+        text_printf(t, "model_version: %s\n", r->model_version);
+    for (size_t i = 0; i < r->n_outputs; i++) {
+        const struct kinfer_requested_output *o = &r->outputs[i];
+        text_printf(t, "output %s:", o->name);
+        for (size_t k = 0; k < o->n_params; k++)
+            text_printf(t, " %s", o->params[k].name);
+        text_printf(t, "\n");
+    }
     for (size_t i = 0; i < r->n_params; i++) {
         const struct kinfer_param *p = &r->params[i];
         char num[40];
@@ -1276,7 +1285,7 @@ static void fp_request(char *buf, size_t size, const char *key,
 {
     if (key_first)
         snprintf(buf, size,
-                 "{\"id\":\"f\",\"parameters\":{\"data\":[1,2,3,4,5,6,7,8,9,10,"
+                 "{\"id\":\"f\",\"meta\":{\"data\":[1,2,3,4,5,6,7,8,9,10,"
                  "11,12,13,14,15,16,17]},\"inputs\":[{\"name\":\"a\","
                  "\"datatype\":\"INT32\",\"shape\":[1],\"data\":[5]},"
                  "{\"%s\":[%s],\"name\":\"x\",\"datatype\":\"%s\","

@@ -291,7 +291,13 @@ static enum kinfer_err decode_params(struct codec_dec *d, const json_t *root,
                                      struct kinfer_request *req)
 {
     d->where = "";
-    return read_params(d, root, &req->params, &req->n_params);
+    enum kinfer_err rc = read_params(d, root, &req->params, &req->n_params);
+    for (size_t i = 0; rc == KINFER_OK && i < req->n_params; i++)
+        if (strcmp(req->params[i].name, "binary_data_output") == 0 &&
+            req->params[i].kind != KINFER_PARAM_BOOL)
+            rc = fail(d, KINFER_ERR_INVALID,
+                      "parameters.binary_data_output: expected true or false");
+    return rc;
 }
 
 /* The request's "outputs": the outputs asked for by name, each with its

@@ -42,10 +42,17 @@ void fuzz_request_check(const struct kinfer_request *req)
         for (size_t j = 0; j < i; j++)
             FUZZ_CHECK(strcmp(req->outputs[j].name, o->name) != 0,
                        "outputs[%zu]: repeated name", i);
-        for (size_t k = 0; k < o->n_params; k++)
-            FUZZ_CHECK(o->params[k].name != NULL &&
-                           o->params[k].kind != KINFER_PARAM_OTHER,
+        for (size_t k = 0; k < o->n_params; k++) {
+            const struct kinfer_param *p = &o->params[k];
+            FUZZ_CHECK(p->name != NULL && (p->kind == KINFER_PARAM_STRING) ==
+                                              (p->string != NULL),
                        "outputs[%zu].parameters[%zu]", i, k);
+            /* binary_data, when there, is a boolean. */
+            FUZZ_CHECK(strcmp(p->name, "binary_data") != 0 ||
+                           p->kind == KINFER_PARAM_BOOL,
+                       "outputs[%zu].parameters.binary_data kind %d", i,
+                       (int)p->kind);
+        }
     }
     FUZZ_CHECK(req->n_inputs >= 1 && req->inputs != NULL, "no inputs");
     for (size_t i = 0; i < req->n_inputs; i++) {

@@ -166,6 +166,8 @@ case('outputs-name-missing', with_outputs([{'parameters': {}}]), error='outputs[
 case('outputs-not-array', with_outputs({'name': 'a'}), error='outputs: expected an array')
 case('outputs-parameter-object', with_outputs([{'name': 'a', 'parameters': {'x': {}}}]),
      error='outputs[0].parameters.x: expected a string, number or boolean, got an object')
+case('binary-data-output-not-bool', req('INT32', [1], [1], parameters={'factor': 1, 'binary_data_output': 'yes'}),
+     error='parameters.binary_data_output: expected true or false')
 case('outputs-binary-data-not-bool', with_outputs([{'name': 'a', 'parameters': {'binary_data': 1}}]),
      error='outputs[0].parameters.binary_data: expected true or false')
 

@@ -79,7 +79,8 @@ struct codec_lift {
     size_t n_arrays, cap_arrays;
     double *num;     /* every value as a double */
     int64_t *ival;   /* the value, when it was written as an integer */
-    uint8_t *is_int; /* 1: written as an integer (no fraction/exponent) */
+    uint8_t *is_int; /* 1: written as an integer (no fraction/exponent);
+                        2: an integer above INT64_MAX, ival its uint64_t */
     size_t n_vals, cap_vals;
 };
 
@@ -119,6 +120,9 @@ struct codec_dec {
     char *err;                /* NULL on the fast path: no message */
     size_t errsize;
     const struct codec_lift *lift; /* fast path: pre-parsed data arrays */
+    const char *where;             /* prefix of parameter messages */
+    const unsigned char *bin;      /* binary part after the JSON header */
+    size_t bin_len, bin_used;      /* its size; bytes taken by inputs */
 };
 
 /* Write the message to d->err, when there is one, and return code. */
@@ -138,6 +142,7 @@ struct codec_input {
     int ndim;
     size_t count;              /* elements the shape holds */
     const struct json_t *data; /* the "data" array, borrowed */
+    int64_t binary_size;       /* parameters.binary_data_size, or -1 */
 };
 
 /* Check in->data against the shape (flat row-major, or nested one array
@@ -148,5 +153,13 @@ struct codec_input {
 enum kinfer_err kinfer_codec_data_fill(struct codec_dec *d,
                                        const struct codec_input *in,
                                        struct kinfer_tensor *t);
+
+/* Fill t from the next in->binary_size bytes of the binary part (the
+ * binary tensor extension: little-endian, row-major, BOOL one byte 0 or
+ * 1, BYTES each a 4-byte little-endian length and the bytes).  Same
+ * contract as kinfer_codec_data_fill. */
+enum kinfer_err kinfer_codec_binary_fill(struct codec_dec *d,
+                                         const struct codec_input *in,
+                                         struct kinfer_tensor *t);
 
 #endif

@@ -4,6 +4,7 @@
  * value does not fit the datatype.  Called by codec_decode.c.
  */
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -237,4 +238,93 @@ enum kinfer_err kinfer_codec_data_fill(struct codec_dec *d,
         return kinfer_codec_fail(d, rc, "inputs[%zu]: cannot create the tensor",
                                  in->index);
     return fill(&c, data, 0, nested ? in->ndim - 1 : 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The binary tensor extension                                        */
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "binary tensors are little-endian: this host needs byte swapping"
+#endif
+
+static uint32_t read_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+enum kinfer_err kinfer_codec_binary_fill(struct codec_dec *d,
+                                         const struct codec_input *in,
+                                         struct kinfer_tensor *t)
+{
+    size_t left = d->bin_len - d->bin_used;
+    if ((uint64_t)in->binary_size > left)
+        return kinfer_codec_fail(
+            d, KINFER_ERR_INVALID,
+            "inputs[%zu].parameters.binary_data_size: %" PRId64 " bytes, but "
+            "only %zu of the %zu after the JSON header are left%s",
+            in->index, in->binary_size, left, d->bin_len,
+            d->bin_len == 0 ? " (was the header length sent?)" : "");
+    size_t size = (size_t)in->binary_size;
+    const unsigned char *p = d->bin + d->bin_used;
+    size_t esize = kinfer_dtype_size(in->dtype);
+    char text[CODEC_SHAPE_TEXT];
+    kinfer_codec_fmt_shape(text, sizeof text, in->shape, in->ndim);
+    if (in->dtype != KINFER_DTYPE_BYTES && size != in->count * esize)
+        return kinfer_codec_fail(
+            d, KINFER_ERR_INVALID,
+            "inputs[%zu].parameters.binary_data_size: %zu bytes, but shape "
+            "%s of %s takes %zu",
+            in->index, size, text, kinfer_dtype_name(in->dtype),
+            in->count * esize);
+
+    enum kinfer_err rc =
+        kinfer_tensor_init(t, in->name, in->dtype, in->ndim, in->shape);
+    if (rc == KINFER_ERR_NOMEM)
+        return kinfer_codec_fail_nomem(d);
+    if (rc != KINFER_OK)
+        return kinfer_codec_fail(d, rc, "inputs[%zu]: cannot create the tensor",
+                                 in->index);
+    if (in->dtype == KINFER_DTYPE_BYTES) {
+        size_t at = 0;
+        for (size_t k = 0; k < in->count; k++) {
+            if (size - at < 4)
+                return kinfer_codec_fail(
+                    d, KINFER_ERR_INVALID,
+                    "inputs[%zu]: binary BYTES element %zu: its 4-byte "
+                    "length is past the %zu bytes of binary_data_size",
+                    in->index, k, size);
+            uint32_t n = read_le32(p + at);
+            at += 4;
+            if (n > size - at)
+                return kinfer_codec_fail(
+                    d, KINFER_ERR_INVALID,
+                    "inputs[%zu]: binary BYTES element %zu: %" PRIu32
+                    " bytes, past the %zu bytes of binary_data_size",
+                    in->index, k, n, size);
+            rc = kinfer_tensor_set_bytes(t, k, (const char *)p + at, n);
+            if (rc != KINFER_OK)
+                return kinfer_codec_fail_nomem(d);
+            at += n;
+        }
+        if (at != size)
+            return kinfer_codec_fail(
+                d, KINFER_ERR_INVALID,
+                "inputs[%zu]: binary BYTES: %zu elements take %zu bytes, "
+                "binary_data_size says %zu",
+                in->index, in->count, at, size);
+    } else {
+        if (size > 0)
+            memcpy(t->data, p, size);
+        if (in->dtype == KINFER_DTYPE_BOOL)
+            for (size_t k = 0; k < in->count; k++)
+                if (p[k] > 1)
+                    return kinfer_codec_fail(
+                        d, KINFER_ERR_INVALID,
+                        "inputs[%zu]: binary BOOL element %zu is %u, not 0 "
+                        "or 1",
+                        in->index, k, p[k]);
+    }
+    d->bin_used += size;
+    return KINFER_OK;
 }

@@ -239,9 +239,50 @@ static enum kinfer_err read_param(struct codec_dec *d, const char *key,
         p->kind = KINFER_PARAM_BOOL;
         p->boolean = json_is_true(v);
         break;
-    default:
+    case JSON_NULL:
         p->kind = KINFER_PARAM_OTHER;
         break;
+    default:
+        /* The protocol's $parameter is a string, number or boolean. */
+        return fail(d, KINFER_ERR_INVALID,
+                    "%sparameters.%.*s: expected a string, number or "
+                    "boolean, got %s",
+                    d->where, kinfer_codec_echo_len(key), key,
+                    json_is_object(v) ? "an object" : "an array");
+    }
+    return KINFER_OK;
+}
+
+/* The "parameters" of obj into *params, *n (both zero on entry); d->where
+ * prefixes the messages ("" for the request's own, "outputs[1]." ...). */
+static enum kinfer_err read_params(struct codec_dec *d, const json_t *obj,
+                                   struct kinfer_param **params, size_t *n_out)
+{
+    json_t *params_json = json_object_get(obj, "parameters");
+    if (params_json == NULL || json_is_null(params_json))
+        return KINFER_OK;
+    if (!json_is_object(params_json))
+        return fail(d, KINFER_ERR_INVALID, "%sparameters: expected an object",
+                    d->where);
+    size_t n = json_object_size(params_json);
+    if (n == 0)
+        return KINFER_OK;
+    *params = calloc(n, sizeof **params);
+    if (*params == NULL)
+        return fail_nomem(d);
+
+    const char *key;
+    json_t *v;
+    json_object_foreach(params_json, key, v)
+    {
+        struct kinfer_param *p = &(*params)[*n_out];
+        p->name = copy_string(key, strlen(key));
+        if (p->name == NULL)
+            return fail_nomem(d);
+        (*n_out)++;
+        enum kinfer_err rc = read_param(d, key, v, p);
+        if (rc != KINFER_OK)
+            return rc;
     }
     return KINFER_OK;
 }
@@ -249,30 +290,78 @@ static enum kinfer_err read_param(struct codec_dec *d, const char *key,
 static enum kinfer_err decode_params(struct codec_dec *d, const json_t *root,
                                      struct kinfer_request *req)
 {
-    json_t *params = json_object_get(root, "parameters");
-    if (params == NULL || json_is_null(params))
-        return KINFER_OK;
-    if (!json_is_object(params))
-        return fail(d, KINFER_ERR_INVALID, "parameters: expected an object");
-    size_t n = json_object_size(params);
-    if (n == 0)
-        return KINFER_OK;
-    req->params = calloc(n, sizeof *req->params);
-    if (req->params == NULL)
-        return fail_nomem(d);
+    d->where = "";
+    enum kinfer_err rc = read_params(d, root, &req->params, &req->n_params);
+    for (size_t i = 0; rc == KINFER_OK && i < req->n_params; i++)
+        if (strcmp(req->params[i].name, "binary_data_output") == 0 &&
+            req->params[i].kind != KINFER_PARAM_BOOL)
+            rc = fail(d, KINFER_ERR_INVALID,
+                      "parameters.binary_data_output: expected true or false");
+    return rc;
+}
 
-    const char *key;
-    json_t *v;
-    json_object_foreach(params, key, v)
-    {
-        struct kinfer_param *p = &req->params[req->n_params];
-        p->name = copy_string(key, strlen(key));
-        if (p->name == NULL)
+/* The request's "outputs": the outputs asked for by name, each with its
+ * own parameters. */
+static enum kinfer_err decode_outputs(struct codec_dec *d, const json_t *root,
+                                      struct kinfer_request *req)
+{
+    json_t *outs = json_object_get(root, "outputs");
+    if (outs == NULL || json_is_null(outs))
+        return KINFER_OK;
+    if (!json_is_array(outs))
+        return fail(d, KINFER_ERR_INVALID, "outputs: expected an array");
+    size_t n = json_array_size(outs);
+    if (n == 0)
+        return KINFER_OK; /* asks for nothing in particular: all */
+    if (n > d->lim.max_inputs)
+        return fail(d, KINFER_ERR_TOO_LARGE,
+                    "outputs: %zu outputs, over the %zu-output limit", n,
+                    d->lim.max_inputs);
+    req->outputs = calloc(n, sizeof *req->outputs);
+    if (req->outputs == NULL)
+        return fail_nomem(d);
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(outs, i);
+        if (!json_is_object(o))
+            return fail(d, KINFER_ERR_INVALID,
+                        "outputs[%zu]: expected an object", i);
+        json_t *name = json_object_get(o, "name");
+        if (name == NULL)
+            return fail(d, KINFER_ERR_INVALID, "outputs[%zu].name: missing", i);
+        if (!json_is_string(name) || json_string_length(name) == 0)
+            return fail(d, KINFER_ERR_INVALID,
+                        "outputs[%zu].name: expected a non-empty string", i);
+        if (has_nul(name))
+            return fail(d, KINFER_ERR_INVALID,
+                        "outputs[%zu].name: contains a NUL character", i);
+        const char *nm = json_string_value(name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(req->outputs[j].name, nm) == 0)
+                return fail(d, KINFER_ERR_INVALID,
+                            "outputs[%zu].name: output '%.*s' is asked for "
+                            "twice",
+                            i, kinfer_codec_echo_len(nm), nm);
+        struct kinfer_requested_output *ro = &req->outputs[i];
+        ro->name = copy_string(nm, json_string_length(name));
+        if (ro->name == NULL)
             return fail_nomem(d);
-        req->n_params++;
-        enum kinfer_err rc = read_param(d, key, v, p);
+        req->n_outputs++;
+        char where[48];
+        snprintf(where, sizeof where, "outputs[%zu].", i);
+        d->where = where;
+        enum kinfer_err rc = read_params(d, o, &ro->params, &ro->n_params);
+        d->where = "";
         if (rc != KINFER_OK)
             return rc;
+        const struct kinfer_param *bd = NULL;
+        for (size_t k = 0; k < ro->n_params; k++)
+            if (strcmp(ro->params[k].name, "binary_data") == 0)
+                bd = &ro->params[k];
+        if (bd != NULL && bd->kind != KINFER_PARAM_BOOL)
+            return fail(d, KINFER_ERR_INVALID,
+                        "outputs[%zu].parameters.binary_data: expected true "
+                        "or false",
+                        i);
     }
     return KINFER_OK;
 }
@@ -382,10 +471,59 @@ static enum kinfer_err read_shape(struct codec_dec *d, const json_t *obj,
     return shape_count(d, in);
 }
 
+/* An input's own parameters: string, number or boolean values; the binary
+ * extension's binary_data_size (a non-negative integer) into in; the
+ * content_type a client may label it with (a string). */
+static enum kinfer_err read_input_params(struct codec_dec *d, const json_t *obj,
+                                         struct codec_input *in)
+{
+    struct kinfer_param *ps = NULL;
+    size_t n = 0;
+    char where[48];
+    snprintf(where, sizeof where, "inputs[%zu].", in->index);
+    d->where = where;
+    enum kinfer_err rc = read_params(d, obj, &ps, &n);
+    d->where = "";
+    in->binary_size = -1;
+    for (size_t i = 0; i < n && rc == KINFER_OK; i++) {
+        const struct kinfer_param *p = &ps[i];
+        if (strcmp(p->name, "binary_data_size") == 0) {
+            if (p->kind != KINFER_PARAM_NUMBER || !p->is_integer ||
+                p->integer < 0)
+                rc = fail(d, KINFER_ERR_INVALID,
+                          "inputs[%zu].parameters.binary_data_size: "
+                          "expected a non-negative integer",
+                          in->index);
+            else
+                in->binary_size = p->integer;
+        } else if (strcmp(p->name, "content_type") == 0 &&
+                   p->kind != KINFER_PARAM_STRING) {
+            rc = fail(d, KINFER_ERR_INVALID,
+                      "inputs[%zu].parameters.content_type: expected a "
+                      "string",
+                      in->index);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(ps[i].name);
+        free(ps[i].string);
+    }
+    free(ps);
+    return rc;
+}
+
 static enum kinfer_err read_data(struct codec_dec *d, const json_t *obj,
                                  struct codec_input *in)
 {
     json_t *data = json_object_get(obj, "data");
+    if (in->binary_size >= 0) {
+        if (data != NULL)
+            return fail(d, KINFER_ERR_INVALID,
+                        "inputs[%zu]: both data and "
+                        "parameters.binary_data_size; send one",
+                        in->index);
+        return KINFER_OK;
+    }
     if (data == NULL)
         return fail(d, KINFER_ERR_INVALID, "inputs[%zu].data: missing",
                     in->index);
@@ -426,9 +564,13 @@ static enum kinfer_err decode_input(struct codec_dec *d, const json_t *obj,
     if (rc == KINFER_OK)
         rc = read_shape(d, obj, &in);
     if (rc == KINFER_OK)
+        rc = read_input_params(d, obj, &in);
+    if (rc == KINFER_OK)
         rc = read_data(d, obj, &in);
     if (rc != KINFER_OK)
         return rc;
+    if (in.binary_size >= 0)
+        return kinfer_codec_binary_fill(d, &in, &req->inputs[index]);
     const struct codec_lifted *a = kinfer_codec_lift_find(d->lift, index);
     if (a != NULL)
         return fill_lifted(d, a, &in, &req->inputs[index]);
@@ -462,6 +604,11 @@ static enum kinfer_err decode_inputs(struct codec_dec *d, const json_t *root,
         if (rc != KINFER_OK)
             return rc;
     }
+    if (d->bin_used != d->bin_len)
+        return fail(d, KINFER_ERR_INVALID,
+                    "binary data: %zu bytes follow the JSON header, but the "
+                    "inputs' binary_data_size add up to %zu",
+                    d->bin_len, d->bin_used);
     return KINFER_OK;
 }
 
@@ -482,7 +629,11 @@ static enum kinfer_err decode_root(struct codec_dec *d, const json_t *root,
         return rc;
     if (rc_model != KINFER_OK)
         return rc_model;
-    rc = decode_params(d, root, req);
+    rc = read_opt_string(d, root, "model_version", &req->model_version);
+    if (rc == KINFER_OK)
+        rc = decode_params(d, root, req);
+    if (rc == KINFER_OK)
+        rc = decode_outputs(d, root, req);
     if (rc != KINFER_OK)
         return rc;
     return decode_inputs(d, root, req);
@@ -517,7 +668,7 @@ static enum kinfer_err decode_fast(const struct codec_dec *d, const char *buf,
 }
 
 static enum kinfer_err decode(struct codec_dec *d, const char *buf, size_t len,
-                              struct kinfer_request *req)
+                              size_t json_len, struct kinfer_request *req)
 {
     if (len > d->lim.max_request_bytes)
         return fail(d, KINFER_ERR_TOO_LARGE,
@@ -525,6 +676,16 @@ static enum kinfer_err decode(struct codec_dec *d, const char *buf, size_t len,
                     d->lim.max_request_bytes);
     if (buf == NULL || len == 0)
         return fail(d, KINFER_ERR_INVALID, "request is empty");
+    if (json_len > len)
+        return fail(d, KINFER_ERR_INVALID,
+                    "the JSON header is said to be %zu bytes, but the "
+                    "request has only %zu",
+                    json_len, len);
+    if (json_len == 0)
+        return fail(d, KINFER_ERR_INVALID, "the JSON header is empty");
+    d->bin = (const unsigned char *)buf + json_len;
+    d->bin_len = len - json_len;
+    len = json_len;
     enum kinfer_err rc = prescan(d, buf, len);
     if (rc != KINFER_OK)
         return rc;
@@ -550,7 +711,16 @@ enum kinfer_err kinfer_request_decode(const void *buf, size_t len,
                                       struct kinfer_request *req, char *err,
                                       size_t errsize)
 {
-    struct codec_dec d = {.err = err, .errsize = errsize};
+    return kinfer_request_decode_binary(buf, len, len, lim, req, err, errsize);
+}
+
+enum kinfer_err kinfer_request_decode_binary(const void *buf, size_t len,
+                                             size_t json_len,
+                                             const struct kinfer_limits *lim,
+                                             struct kinfer_request *req,
+                                             char *err, size_t errsize)
+{
+    struct codec_dec d = {.err = err, .errsize = errsize, .where = ""};
     if (lim != NULL)
         d.lim = *lim;
     if (d.lim.max_request_bytes == 0)
@@ -565,7 +735,7 @@ enum kinfer_err kinfer_request_decode(const void *buf, size_t len,
     memset(req, 0, sizeof *req);
     if (err != NULL && errsize > 0)
         err[0] = '\0';
-    enum kinfer_err rc = decode(&d, buf, len, req);
+    enum kinfer_err rc = decode(&d, buf, len, json_len, req);
     /* The message goes into a JSON error result: cut it before any
      * character that truncation (or anything else) left malformed. */
     if (rc != KINFER_OK && err != NULL && errsize > 0)

@@ -222,7 +222,41 @@ static int tensor_ok(const struct kinfer_tensor *t)
     return n == t->count && (t->count == 0 || t->data != NULL);
 }
 
-static int jb_tensor(struct jbuf *b, const struct kinfer_tensor *t)
+/* Bytes of t in the binary tensor form. */
+static size_t binary_size(const struct kinfer_tensor *t)
+{
+    if (t->dtype != KINFER_DTYPE_BYTES)
+        return t->count * kinfer_dtype_size(t->dtype);
+    size_t n = 0;
+    const struct kinfer_bytes *e = t->data;
+    for (size_t k = 0; k < t->count; k++)
+        n += 4 + e[k].len;
+    return n;
+}
+
+/* t's elements in the binary tensor form (little-endian; BYTES as a
+ * 4-byte little-endian length and the bytes). */
+static int jb_binary(struct jbuf *b, const struct kinfer_tensor *t)
+{
+    if (t->dtype != KINFER_DTYPE_BYTES) {
+        jb_put(b, t->data, t->count * kinfer_dtype_size(t->dtype));
+        return 0;
+    }
+    const struct kinfer_bytes *e = t->data;
+    for (size_t k = 0; k < t->count; k++) {
+        if (e[k].len > UINT32_MAX || (e[k].data == NULL && e[k].len > 0))
+            return -1;
+        uint32_t n = (uint32_t)e[k].len;
+        unsigned char le[4] = {(unsigned char)n, (unsigned char)(n >> 8),
+                               (unsigned char)(n >> 16),
+                               (unsigned char)(n >> 24)};
+        jb_put(b, (const char *)le, 4);
+        jb_put(b, e[k].data, e[k].len);
+    }
+    return 0;
+}
+
+static int jb_tensor(struct jbuf *b, const struct kinfer_tensor *t, int binary)
 {
     if (!tensor_ok(t))
         return -1;
@@ -237,6 +271,13 @@ static int jb_tensor(struct jbuf *b, const struct kinfer_tensor *t)
     }
     jb_puts(b, "],\"datatype\":\"");
     jb_puts(b, kinfer_dtype_name(t->dtype));
+    if (binary) {
+        snprintf(num, sizeof num, "%zu", binary_size(t));
+        jb_puts(b, "\",\"parameters\":{\"binary_data_size\":");
+        jb_puts(b, num);
+        jb_puts(b, "}}");
+        return 0;
+    }
     jb_puts(b, "\",\"data\":[");
     for (size_t k = 0; k < t->count && !b->nomem; k++) {
         if (k > 0)
@@ -266,11 +307,13 @@ static enum kinfer_err jb_finish(struct jbuf *b, int bad, char **out,
     return KINFER_OK;
 }
 
-enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
+/* binary[i]: outputs[i] goes in binary form (binary NULL: none does). */
+static enum kinfer_err encode_result(const char *id, const char *model_name,
                                      const char *model_version,
                                      const struct kinfer_tensor *outputs,
-                                     size_t n_outputs, char **out,
-                                     size_t *outlen)
+                                     size_t n_outputs, const uint8_t *binary,
+                                     char **out, size_t *outlen,
+                                     size_t *json_len)
 {
     if (out == NULL || outlen == NULL || (outputs == NULL && n_outputs > 0))
         return KINFER_ERR_INVALID;
@@ -282,7 +325,9 @@ enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
      * (names and bytes are not counted): the buffer still grows. */
     size_t guess = 256 + CODEC_REAL_TEXT; /* jb_real asks for a full one */
     for (size_t i = 0; i < n_outputs; i++) {
-        size_t per = outputs[i].dtype == KINFER_DTYPE_BYTES
+        size_t per = binary != NULL && binary[i]
+                         ? kinfer_dtype_size(outputs[i].dtype)
+                     : outputs[i].dtype == KINFER_DTYPE_BYTES
                          ? 16
                          : CODEC_REAL_TEXT - 6; /* "-1.2345678901234567e-308" */
         if (outputs[i].count < (GUESS_MAX - guess) / (per + 1))
@@ -300,10 +345,79 @@ enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
     for (size_t i = 0; i < n_outputs && !bad && !b.nomem; i++) {
         if (i > 0)
             jb_put(&b, ",", 1);
-        bad = jb_tensor(&b, &outputs[i]) != 0;
+        bad = jb_tensor(&b, &outputs[i], binary != NULL && binary[i]) != 0;
     }
     jb_puts(&b, "]}");
+    if (json_len != NULL)
+        *json_len = b.len;
+    for (size_t i = 0; binary != NULL && i < n_outputs && !bad; i++)
+        if (binary[i])
+            bad = jb_binary(&b, &outputs[i]) != 0;
     return jb_finish(&b, bad, out, outlen);
+}
+
+enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
+                                     const char *model_version,
+                                     const struct kinfer_tensor *outputs,
+                                     size_t n_outputs, char **out,
+                                     size_t *outlen)
+{
+    return encode_result(id, model_name, model_version, outputs, n_outputs,
+                         NULL, out, outlen, NULL);
+}
+
+/* The parameter called name of ps[0..n), or NULL. */
+static const struct kinfer_param *param(const struct kinfer_param *ps, size_t n,
+                                        const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ps[i].name, name) == 0)
+            return &ps[i];
+    return NULL;
+}
+
+int kinfer_result_wants_binary(const struct kinfer_request *req,
+                               const char *output)
+{
+    if (req == NULL)
+        return 0;
+    for (size_t i = 0; i < req->n_outputs; i++) {
+        const struct kinfer_requested_output *o = &req->outputs[i];
+        if (strcmp(o->name, output) != 0)
+            continue;
+        const struct kinfer_param *p =
+            param(o->params, o->n_params, "binary_data");
+        if (p != NULL && p->kind == KINFER_PARAM_BOOL)
+            return p->boolean;
+        break;
+    }
+    const struct kinfer_param *all =
+        param(req->params, req->n_params, "binary_data_output");
+    return all != NULL && all->kind == KINFER_PARAM_BOOL && all->boolean;
+}
+
+enum kinfer_err kinfer_result_encode_for(const struct kinfer_request *req,
+                                         const char *model_name,
+                                         const char *model_version,
+                                         const struct kinfer_tensor *outputs,
+                                         size_t n_outputs, char **out,
+                                         size_t *outlen, size_t *json_len)
+{
+    uint8_t small[16], *binary = small;
+    if (n_outputs > sizeof small) {
+        binary = malloc(n_outputs);
+        if (binary == NULL)
+            return KINFER_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n_outputs; i++)
+        binary[i] = outputs != NULL && outputs[i].name != NULL &&
+                    kinfer_result_wants_binary(req, outputs[i].name);
+    enum kinfer_err rc =
+        encode_result(req ? req->id : NULL, model_name, model_version, outputs,
+                      n_outputs, binary, out, outlen, json_len);
+    if (binary != small)
+        free(binary);
+    return rc;
 }
 
 enum kinfer_err kinfer_error_encode(const char *id, const char *model_name,

@@ -19,7 +19,10 @@
  * arrays emptied.  The decoder then fills the tensor from the buffer
  * (kinfer_codec_lift_fill) with the same conversions codec_data.c makes.
  *
- * It changes nothing a client can see: only arrays of at least LIFT_MIN
+ * It changes nothing a client can see, with one exception: a UINT64
+ * element above INT64_MAX, which Jansson cannot read, is read here, so it
+ * decodes in a flat "data" array (nested, it is refused as before).
+ * Otherwise: only arrays of at least LIFT_MIN
  * strictly valid numbers are lifted, and whenever the fast decode fails
  * for any reason the request is decoded again the ordinary way, so every
  * error message comes from one place.  A test decodes the same data under
@@ -139,6 +142,23 @@ static int parse_int64(const char *s, size_t start, size_t end, int64_t *v)
     return 0;
 }
 
+/* The unsigned integer text s[start..end) (digits only) into *v; -1 when
+ * it has a sign or does not fit in uint64. */
+static int parse_uint64(const char *s, size_t start, size_t end, uint64_t *v)
+{
+    uint64_t mag = 0;
+    if (s[start] == '-')
+        return -1;
+    for (size_t p = start; p < end; p++) {
+        unsigned dgt = (unsigned)(s[p] - '0');
+        if (mag > (UINT64_MAX - dgt) / 10)
+            return -1;
+        mag = mag * 10 + dgt;
+    }
+    *v = mag;
+    return 0;
+}
+
 /* Parse one strict JSON number at s[*i..n) into the next value slot.
  * 0 on success (with *i past it); -1 when the text is not a plain JSON
  * number Jansson would accept with the same value (integers beyond int64
@@ -155,9 +175,19 @@ static int lift_number(struct codec_lift *l, const char *s, size_t n, size_t *i)
         return -1;
     size_t k = l->n_vals;
     if (integral) {
-        if (parse_int64(s, start, j, &l->ival[k]) != 0)
-            return -1;
-        l->num[k] = (double)l->ival[k];
+        if (parse_int64(s, start, j, &l->ival[k]) == 0) {
+            l->num[k] = (double)l->ival[k];
+        } else {
+            /* Above INT64_MAX: only UINT64 can take it, and Jansson cannot
+             * read it at all, so this path is the only one that does
+             * (is_int 2: the bits of a uint64_t in ival). */
+            uint64_t u;
+            if (parse_uint64(s, start, j, &u) != 0)
+                return -1;
+            memcpy(&l->ival[k], &u, sizeof u);
+            l->num[k] = (double)u;
+            integral = 2;
+        }
     } else {
         /* s[j] ends the number (checked above), so strtod stops there. */
         char *end = NULL;
@@ -388,9 +418,21 @@ int kinfer_codec_lift_fill(const struct codec_lift *l,
         size_t v = a->first + k;
         if (want_int && !l->is_int[v])
             return -1;
-        enum kinfer_put put = l->is_int[v]
-                                  ? kinfer_tensor_put_int(t, k, l->ival[v])
-                                  : kinfer_tensor_put_real(t, k, l->num[v]);
+        enum kinfer_put put;
+        if (l->is_int[v] == 2) {
+            /* Only UINT64 takes these; for any other type the ordinary
+             * path says what it always said (Jansson's "too big
+             * integer"). */
+            if (t->dtype != KINFER_DTYPE_UINT64)
+                return -1;
+            uint64_t u;
+            memcpy(&u, &l->ival[v], sizeof u);
+            put = kinfer_tensor_put_uint(t, k, u);
+        } else if (l->is_int[v]) {
+            put = kinfer_tensor_put_int(t, k, l->ival[v]);
+        } else {
+            put = kinfer_tensor_put_real(t, k, l->num[v]);
+        }
         if (put != KINFER_PUT_OK)
             return -1;
     }

@@ -158,6 +158,15 @@ static void backend_names(const struct kinfer_models *ms, char *buf,
     }
 }
 
+/* Whether models[i] is not the first version of its name. */
+static int later_version(const struct kinfer_models *ms, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(ms->models[k]->name, ms->models[i]->name) == 0)
+            return 1;
+    return 0;
+}
+
 static void update_names(struct kinfer_models *ms)
 {
     size_t len = 1;
@@ -166,6 +175,8 @@ static void update_names(struct kinfer_models *ms)
     char *s = kinfer_xmalloc(len);
     size_t used = 0;
     for (size_t i = 0; i < ms->n_models; i++) {
+        if (later_version(ms, i))
+            continue;
         size_t n = strlen(ms->models[i]->name);
         if (i) {
             memcpy(s + used, ", ", 2);
@@ -185,10 +196,14 @@ enum kinfer_err kinfer_models_load(struct kinfer_models *ms, const char *name,
                                    const char *dir, const char *config_json,
                                    char *err, size_t errsize)
 {
-    if (kinfer_models_find(ms, name) != NULL) {
-        kinfer_fmt(err, errsize, "model '%s' is defined twice", name);
-        return KINFER_ERR_INVALID;
-    }
+    const char *version = s && s->version ? s->version : "1";
+    for (size_t i = 0; i < ms->n_models; i++)
+        if (strcmp(ms->models[i]->name, name) == 0 &&
+            strcmp(ms->models[i]->settings.version, version) == 0) {
+            kinfer_fmt(err, errsize, "model '%s' version %s is defined twice",
+                       name, version);
+            return KINFER_ERR_INVALID;
+        }
     const struct kinfer_backend *b = find_backend(ms, backend);
     if (b == NULL) {
         char known[512];
@@ -227,12 +242,66 @@ enum kinfer_err kinfer_models_load(struct kinfer_models *ms, const char *name,
     return KINFER_OK;
 }
 
+/* Whether version a is newer than b: by number when both are decimal
+ * numbers, else by text. */
+static int newer(const char *a, const char *b)
+{
+    size_t la = strspn(a, "0123456789"), lb = strspn(b, "0123456789");
+    if (a[la] == '\0' && b[lb] == '\0' && la > 0 && lb > 0) {
+        while (la > 1 && *a == '0') /* leading zeros do not count */
+            a++, la--;
+        while (lb > 1 && *b == '0')
+            b++, lb--;
+        if (la != lb)
+            return la > lb;
+    }
+    return strcmp(a, b) > 0;
+}
+
 const struct kinfer_model *kinfer_models_find(const struct kinfer_models *ms,
                                               const char *name)
 {
+    const struct kinfer_model *best = NULL;
     for (size_t i = 0; i < ms->n_models; i++)
-        if (strcmp(ms->models[i]->name, name) == 0)
-            return ms->models[i];
+        if (strcmp(ms->models[i]->name, name) == 0 &&
+            (best == NULL ||
+             newer(ms->models[i]->settings.version, best->settings.version)))
+            best = ms->models[i];
+    return best;
+}
+
+const struct kinfer_model *
+kinfer_models_find_version(const struct kinfer_models *ms, const char *name,
+                           const char *version, char *why, size_t whysize)
+{
+    const struct kinfer_model *m = kinfer_models_find(ms, name);
+    if (m == NULL) {
+        kinfer_fmt(why, whysize,
+                   "model_name: unknown model '%s' (this worker serves: %s)",
+                   name, ms->names);
+        return NULL;
+    }
+    if (version == NULL)
+        return m;
+    char served[512];
+    size_t used = 0;
+    served[0] = '\0';
+    for (size_t i = 0; i < ms->n_models; i++) {
+        const struct kinfer_model *v = ms->models[i];
+        if (strcmp(v->name, name) != 0)
+            continue;
+        if (strcmp(v->settings.version, version) == 0)
+            return v;
+        if (used < sizeof served) {
+            int k = snprintf(served + used, sizeof served - used, "%s%s",
+                             used ? ", " : "", v->settings.version);
+            used += k > 0 ? (size_t)k : 0;
+        }
+    }
+    kinfer_fmt(why, whysize,
+               "model_version: model '%s' has no version '%s' (it serves: "
+               "%s)",
+               name, version, served);
     return NULL;
 }
 
@@ -328,6 +397,54 @@ void kinfer_infer_item_clear(struct kinfer_infer_item *item)
     item->error[0] = '\0';
 }
 
+/* Keep only the outputs the item's request asked for, in the order it
+ * asked; an unknown name fails the item with a message naming the
+ * model's outputs. */
+static void filter_outputs(const struct kinfer_model *m,
+                           struct kinfer_infer_item *it)
+{
+    const struct kinfer_request *req = it->request;
+    if (it->failed || req == NULL || req->n_outputs == 0)
+        return;
+    for (size_t i = 0; i < req->n_outputs; i++) {
+        size_t k = 0;
+        while (k < it->n_outputs &&
+               strcmp(it->outputs[k].name, req->outputs[i].name) != 0)
+            k++;
+        if (k < it->n_outputs)
+            continue;
+        char names[200];
+        size_t used = 0;
+        names[0] = '\0';
+        for (k = 0; k < it->n_outputs && used < sizeof names; k++) {
+            int w = snprintf(names + used, sizeof names - used, "%s%s",
+                             k ? ", " : "", it->outputs[k].name);
+            used += w > 0 ? (size_t)w : 0;
+        }
+        char error[KINFER_ITEM_ERROR_SIZE];
+        kinfer_fmt(error, sizeof error,
+                   "outputs[%zu].name: model '%s' has no output '%s' (its "
+                   "outputs: %s)",
+                   i, m->name, req->outputs[i].name, names);
+        kinfer_infer_item_clear(it);
+        it->failed = 1;
+        memcpy(it->error, error, sizeof error);
+        return;
+    }
+    struct kinfer_tensor *kept = kinfer_xcalloc(req->n_outputs, sizeof *kept);
+    for (size_t i = 0; i < req->n_outputs; i++)
+        for (size_t k = 0; k < it->n_outputs; k++)
+            if (it->outputs[k].name != NULL &&
+                strcmp(it->outputs[k].name, req->outputs[i].name) == 0) {
+                kept[i] = it->outputs[k];
+                memset(&it->outputs[k], 0, sizeof it->outputs[k]);
+                break;
+            }
+    kinfer_infer_item_clear(it);
+    it->outputs = kept;
+    it->n_outputs = req->n_outputs;
+}
+
 void kinfer_model_infer(const struct kinfer_model *m,
                         struct kinfer_infer_item *items, size_t n)
 {
@@ -347,6 +464,7 @@ void kinfer_model_infer(const struct kinfer_model *m,
             kinfer_fmt(it->error, sizeof it->error,
                        "model '%s' returned no outputs", m->name);
         }
+        filter_outputs(m, it);
         if (it->failed && it->error[0] == '\0')
             kinfer_fmt(it->error, sizeof it->error,
                        "model '%s' failed on this request", m->name);

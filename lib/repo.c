@@ -1,6 +1,7 @@
 /* Model repository loader: one subdirectory per model, each with a
- * config.json.  Reads and checks every config first (so one typo loads
- * nothing), then hands each model to its backend through the registry. */
+ * config.json, or with one subdirectory per version that has it.  Reads and
+ * checks every config first (so one typo loads nothing), then hands each model
+ * to its backend through the registry. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,7 @@ struct repo_model {
     char *config; /* config.json text */
     char *backend;
     char *version;
+    char *version_dir; /* models/<name>/<version>/: the <version>; or NULL */
     struct kinfer_model_settings settings;
 };
 
@@ -43,7 +45,15 @@ static char *path_join(const char *a, const char *b)
 static int name_cmp(const void *a, const void *b)
 {
     const struct repo_model *x = a, *y = b;
-    return strcmp(x->name, y->name);
+    int c = strcmp(x->name, y->name);
+    if (c != 0 || x->version_dir == NULL || y->version_dir == NULL)
+        return c;
+    /* Versions in numeric order when both are numbers, else by text. */
+    size_t lx = strspn(x->version_dir, "0123456789");
+    size_t ly = strspn(y->version_dir, "0123456789");
+    if (x->version_dir[lx] == '\0' && y->version_dir[ly] == '\0' && lx != ly)
+        return lx < ly ? -1 : 1;
+    return strcmp(x->version_dir, y->version_dir);
 }
 
 static void models_clear(struct repo_model *v, size_t n)
@@ -55,8 +65,87 @@ static void models_clear(struct repo_model *v, size_t n)
         free(v[i].config);
         free(v[i].backend);
         free(v[i].version);
+        free(v[i].version_dir);
     }
     free(v);
+}
+
+/* The subdirectories of dir (not starting with '.'), sorted, in *out. */
+static enum kinfer_err list_subdirs(const char *dir, char ***out, size_t *n,
+                                    char *err, size_t errsize)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        kinfer_fmt(err, errsize, "%s: %s", dir, strerror(errno));
+        return KINFER_ERR_IO;
+    }
+    char **v = NULL;
+    size_t count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char *sub = path_join(dir, de->d_name);
+        struct stat st;
+        int is_dir = stat(sub, &st) == 0 && S_ISDIR(st.st_mode);
+        free(sub);
+        if (!is_dir)
+            continue;
+        v = kinfer_xrealloc(v, (count + 1) * sizeof *v);
+        v[count++] = kinfer_xstrdup(de->d_name);
+    }
+    closedir(d);
+    *out = v;
+    *n = count;
+    return KINFER_OK;
+}
+
+/* A model directory without config.json of its own holds versions:
+ * models/<name>/<version>/config.json, one model per version (the layout
+ * of docs/models.md).  Replace each such entry of v by its versions. */
+static enum kinfer_err expand_versions(struct repo_model **vp, size_t *np,
+                                       char *err, size_t errsize)
+{
+    struct repo_model *v = *vp;
+    size_t n = *np;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].version_dir != NULL || access(v[i].config_path, F_OK) == 0 ||
+            errno != ENOENT)
+            continue;
+        char **subs = NULL;
+        size_t n_subs = 0;
+        enum kinfer_err rc =
+            list_subdirs(v[i].dir, &subs, &n_subs, err, errsize);
+        if (rc != KINFER_OK)
+            return rc;
+        if (n_subs == 0) {
+            kinfer_fmt(err, errsize,
+                       "%s: missing (and no version directories beside it)",
+                       v[i].config_path);
+            free(subs);
+            return KINFER_ERR_CONFIG;
+        }
+        struct repo_model model = v[i];
+        v = kinfer_xrealloc(v, (n + n_subs - 1) * sizeof *v);
+        memmove(&v[i + n_subs], &v[i + 1], (n - i - 1) * sizeof *v);
+        for (size_t k = 0; k < n_subs; k++) {
+            struct repo_model *m = &v[i + k];
+            memset(m, 0, sizeof *m);
+            m->name = kinfer_xstrdup(model.name);
+            m->dir = path_join(model.dir, subs[k]);
+            m->config_path = path_join(m->dir, "config.json");
+            m->version_dir = subs[k];
+        }
+        free(subs);
+        free(model.name);
+        free(model.dir);
+        free(model.config_path);
+        n += n_subs - 1;
+        i += n_subs - 1;
+        *vp = v; /* the caller frees what is there on an error */
+        *np = n;
+    }
+    return KINFER_OK;
 }
 
 /* The model directories of dir, sorted by name, in *out (n in *n). */
@@ -265,6 +354,25 @@ static enum kinfer_err check_config(struct repo_model *m, char *err,
 
     if (get_version(root, &m->version, path, err, errsize) != 0)
         goto out;
+    if (m->version_dir != NULL) {
+        /* The directory names the version; a "version" field may repeat
+         * it but not contradict it. */
+        if (json_object_get(root, "version") != NULL &&
+            strcmp(m->version, m->version_dir) != 0) {
+            kinfer_fmt(err, errsize,
+                       "%s: version: \"%s\" contradicts its directory \"%s\"",
+                       path, m->version, m->version_dir);
+            goto out;
+        }
+        if (strlen(m->version_dir) > MAX_VERSION_BYTES) {
+            kinfer_fmt(err, errsize,
+                       "%s: version directory name longer than %d bytes",
+                       m->dir, MAX_VERSION_BYTES);
+            goto out;
+        }
+        free(m->version);
+        m->version = kinfer_xstrdup(m->version_dir);
+    }
 
     long max_batch, delay, preferred;
     if (get_int(root, "max_batch_size", 1, MAX_BATCH, 1, "", &max_batch, path,
@@ -296,6 +404,10 @@ enum kinfer_err kinfer_repo_load(struct kinfer_models *ms, const char *dir,
     struct repo_model *v = NULL;
     size_t n = 0;
     enum kinfer_err rc = list_models(root, &v, &n, err, errsize);
+    if (rc == KINFER_OK)
+        rc = expand_versions(&v, &n, err, errsize);
+    if (rc == KINFER_OK)
+        qsort(v, n, sizeof *v, name_cmp);
     for (size_t i = 0; rc == KINFER_OK && i < n; i++) {
         rc = read_config(v[i].config_path, &v[i].config, err, errsize);
         if (rc == KINFER_OK)

@@ -99,9 +99,18 @@ static void run_work(struct kinfer_stage *s, struct work *w)
     }
     char why[512];
     if (w->req == NULL) {
+        size_t json_len = w->len;
+        if (s->ops.json_length != NULL &&
+            s->ops.json_length(w->job, &json_len, why, sizeof why, s->ops.arg) <
+                0) {
+            s->ops.rejected(w->job, &w->owned, why, s->ops.arg);
+            work_free(w);
+            return;
+        }
         int64_t t = kinfer_now_ns();
-        enum kinfer_err rc = kinfer_request_decode(
-            w->buf, w->len, &s->cfg.limits, &w->owned, why, sizeof why);
+        enum kinfer_err rc = kinfer_request_decode_binary(
+            w->buf, w->len, json_len, &s->cfg.limits, &w->owned, why,
+            sizeof why);
         atomic_fetch_add(&s->decode_ns,
                          (unsigned long long)(kinfer_now_ns() - t));
         atomic_fetch_add(&s->decoded, 1);
@@ -114,11 +123,9 @@ static void run_work(struct kinfer_stage *s, struct work *w)
     }
     const char *name =
         w->req->model_name ? w->req->model_name : s->cfg.default_model;
-    const struct kinfer_model *m = kinfer_models_find(s->models, name);
+    const struct kinfer_model *m = kinfer_models_find_version(
+        s->models, name, w->req->model_version, why, sizeof why);
     if (m == NULL) {
-        kinfer_fmt(why, sizeof why,
-                   "model_name: unknown model '%s' (this worker serves: %s)",
-                   name, kinfer_models_names(s->models));
         s->ops.unknown_model(w->job, w->req, why, s->ops.arg);
         work_free(w);
         return;

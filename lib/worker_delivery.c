@@ -136,6 +136,7 @@ struct out {
     char why[512];     /* dead letters: the kinfer-error header */
     struct out *next;  /* on the deferred list */
     unsigned refusals; /* re-sent unchanged after a size refusal */
+    size_t json_len;   /* a binary result: its JSON header's length; else 0 */
 };
 
 static unsigned shed_order(enum send_kind kind, size_t i)
@@ -246,6 +247,15 @@ static rd_kafka_headers_t *out_headers(const struct out *o)
     rd_kafka_headers_t *h = !(o->shed & SHED_HEADERS) && orig != NULL
                                 ? rd_kafka_headers_copy(orig)
                                 : rd_kafka_headers_new(6);
+    if (o->kind != SEND_DLQ) {
+        /* A request's binary framing does not describe its answer. */
+        rd_kafka_header_remove(h, KINFER_HEADER_LENGTH);
+        if (o->kind == SEND_RESULT && o->json_len > 0) {
+            char num[32];
+            kinfer_fmt(num, sizeof num, "%zu", o->json_len);
+            rd_kafka_header_add(h, KINFER_HEADER_LENGTH, -1, num, -1);
+        }
+    }
     if (o->kind == SEND_DLQ) {
         char num[32];
         rd_kafka_header_add(h, "kinfer-error", -1, o->why, -1);
@@ -383,6 +393,7 @@ static int result_to_error(struct out *o, size_t size)
     o->len = len;
     o->kind = SEND_ERROR;
     j->reason = REASON_TOO_LARGE;
+    o->json_len = 0;
     /* A new, small message: it keeps whatever fits again. */
     o->shed = 0;
     return 1;
@@ -668,13 +679,17 @@ void kinfer_worker_dr_stop(struct kinfer_worker *w)
 /* The stage's callbacks (stage.h), on inference threads: each turns the
  * outcome of one request into the messages to produce. */
 
-/* Keep what an error result sent later (from a delivery report) needs. */
-static void job_names(struct job *j, const struct kinfer_request *req)
+/* Keep what an error result sent later (from a delivery report) needs.
+ * decoded: the request was read whole, so a missing model_name means the
+ * default model; otherwise only a model_name read from it is named. */
+static void job_names(struct job *j, const struct kinfer_request *req,
+                      int decoded)
 {
     if (req->id != NULL)
         j->id = kinfer_xstrdup(req->id);
-    j->model_name = kinfer_xstrdup(req->model_name ? req->model_name
-                                                   : j->w->cfg.default_model);
+    if (req->model_name != NULL || decoded)
+        j->model_name = kinfer_xstrdup(
+            req->model_name ? req->model_name : j->w->cfg.default_model);
 }
 
 /* Why j breaks a cap on its key or headers (into why), or NULL.  The value
@@ -727,8 +742,7 @@ static int stage_admit(void *job, void *arg)
     char why[200];
     if (over_caps(j, why, sizeof why) == NULL)
         return 1;
-    /* Not decoded at all: the answer names no request id. */
-    j->model_name = kinfer_xstrdup(w->cfg.default_model);
+    /* Not decoded at all: the answer names no request id and no model. */
     j->reason = REASON_LIMITS;
     reject(j, why);
     return 0;
@@ -739,7 +753,7 @@ static void stage_rejected(void *job, const struct kinfer_request *req,
 {
     struct job *j = job;
     struct kinfer_worker *w = arg;
-    job_names(j, req);
+    job_names(j, req, 0);
     /* The decoder's own size cap; anything else is a decoding error. */
     size_t cap = w->cfg.limits.max_request_bytes > 0
                      ? w->cfg.limits.max_request_bytes
@@ -753,7 +767,7 @@ static void stage_unknown_model(void *job, const struct kinfer_request *req,
 {
     struct job *j = job;
     (void)arg;
-    job_names(j, req);
+    job_names(j, req, 1);
     j->reason = REASON_UNKNOWN_MODEL;
     send_error_result(j, why);
 }
@@ -764,7 +778,7 @@ static void stage_answered(void *job, const struct kinfer_request *req,
 {
     struct job *j = job;
     (void)arg;
-    job_names(j, req);
+    job_names(j, req, 1);
     j->model = model;
     j->reason = REASON_MODEL_ERROR;
     if (item->failed) {
@@ -772,15 +786,50 @@ static void stage_answered(void *job, const struct kinfer_request *req,
         return;
     }
     char *buf = NULL;
-    size_t len = 0;
-    if (kinfer_result_encode(req->id, kinfer_model_name(model),
-                             kinfer_model_version(model), item->outputs,
-                             item->n_outputs, &buf, &len) != KINFER_OK) {
+    size_t len = 0, json_len = 0;
+    if (kinfer_result_encode_for(req, kinfer_model_name(model),
+                                 kinfer_model_version(model), item->outputs,
+                                 item->n_outputs, &buf, &len,
+                                 &json_len) != KINFER_OK) {
         send_error_result(j, "the model's outputs cannot be encoded as "
                              "JSON (a NaN or infinite value?)");
         return;
     }
-    send_result(j, SEND_RESULT, buf, len);
+    struct out *o = out_new(j, SEND_RESULT);
+    o->value = buf;
+    o->len = len;
+    o->json_len = json_len < len ? json_len : 0;
+    out_send(o, 1);
+}
+
+/* The binary tensor form: the JSON header's length from the request's
+ * kinfer-inference-header-length header (docs/protocol.md). */
+static int stage_json_length(void *job, size_t *json_len, char *why,
+                             size_t whysize, void *arg)
+{
+    struct job *j = job;
+    (void)arg;
+    const rd_kafka_headers_t *h = request_headers(j);
+    const void *v = NULL;
+    size_t n = 0;
+    if (h == NULL || rd_kafka_header_get_last(h, KINFER_HEADER_LENGTH, &v,
+                                              &n) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    const char *p = v;
+    size_t x = 0;
+    int ok = v != NULL && n > 0 && n <= 19;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = p[i] >= '0' && p[i] <= '9';
+        x = x * 10 + (size_t)(p[i] - '0');
+    }
+    if (!ok) {
+        kinfer_fmt(why, whysize,
+                   "header " KINFER_HEADER_LENGTH ": expected the JSON "
+                   "header's length in decimal digits");
+        return -1;
+    }
+    *json_len = x;
+    return 1;
 }
 
 void kinfer_worker_stage_ops(struct kinfer_worker *w,
@@ -793,6 +842,7 @@ void kinfer_worker_stage_ops(struct kinfer_worker *w,
         .answered = stage_answered,
         .ran = kinfer_worker_metrics_ran,
         .arg = w,
+        .json_length = stage_json_length,
     };
 }
 
@@ -800,10 +850,10 @@ void kinfer_worker_job_answer_error(struct job *j,
                                     const struct kinfer_request *req,
                                     const char *why, int dead_letter)
 {
+    /* Without req (a header deadline passed before decoding), the answer
+     * names no model: the request was never read. */
     if (req != NULL)
-        job_names(j, req);
-    else if (j->model_name == NULL)
-        j->model_name = kinfer_xstrdup(j->w->cfg.default_model);
+        job_names(j, req, 1);
     if (dead_letter)
         reject(j, why);
     else

@@ -439,6 +439,7 @@ int kinfer_worker_pipe_new(struct kinfer_worker *w,
         .unknown_model = pipe_unknown_model,
         .answered = pipe_answered,
         .ran = w->inner_ops.ran, /* metrics only; its arg is w too */
+        .json_length = w->inner_ops.json_length, /* likewise */
         .arg = w,
     };
     return 0;

@@ -53,6 +53,10 @@ static const struct kinfer_optdef defs[] = {
      "scale factor of the synthetic requests", 0},
     {"dtype", NULL, KINFER_OPT_STRING, "FP32", 0, 0, "TYPE",
      "datatype of the synthetic input: FP32 or FP64", 0},
+    {"binary", NULL, KINFER_OPT_FLAG, NULL, 0, 0, NULL,
+     "--generate: send the input as raw bytes after the JSON (the binary "
+     "tensor form) and ask for the result the same way",
+     0},
     {"rate", NULL, KINFER_OPT_STRING, "0", 0, 0, "R",
      "open loop: requests per second; 0 = as fast as possible", 0},
     {"concurrency", NULL, KINFER_OPT_INT, NULL, 1, 1000000, "N",
@@ -186,6 +190,7 @@ static int config_from_opts(const struct kinfer_opts *o, struct kprod_config *c,
         return -1;
     }
     c->gen.fp64 = strcasecmp(s, "FP64") == 0;
+    c->gen.binary = kinfer_opts_get_flag(o, "binary");
     make_runid(c->gen.runid, sizeof c->gen.runid);
     s = kinfer_opts_get(o, "rate");
     if (parse_double(s, &c->rate) != 0 || c->rate < 0) {

@@ -27,6 +27,10 @@ struct kprod_gen {
     size_t dim;     /* D >= 1 */
     double factor;  /* finite */
     int fp64;       /* datatype FP64, else FP32 */
+    /* The binary tensor form: the input's values as raw little-endian
+     * bytes after the JSON (parameters.binary_data_size), and the result
+     * asked for the same way ("binary_data_output": true). */
+    int binary;
 };
 
 /* Element j of request index's input: a deterministic pseudo-random
@@ -47,6 +51,12 @@ size_t kprod_gen_max_size(const struct kprod_gen *g);
 size_t kprod_gen_request(const struct kprod_gen *g, uint64_t index, char *buf,
                          size_t size);
 
+/* kprod_gen_request in g's form: in the binary form *json_len is the
+ * length of the JSON header, which the kinfer-inference-header-length
+ * Kafka header must carry; otherwise it is the whole length. */
+size_t kprod_gen_request_form(const struct kprod_gen *g, uint64_t index,
+                              char *buf, size_t size, size_t *json_len);
+
 enum kprod_verdict {
     KPROD_RESULT_OK,    /* a result (and, when checked, a right one) */
     KPROD_RESULT_ERROR, /* an error result: the object has "error" */
@@ -66,5 +76,15 @@ enum kprod_verdict {
 enum kprod_verdict kprod_result_check(const void *buf, size_t len,
                                       const struct kprod_gen *g, int64_t index,
                                       char *why, size_t whysize);
+
+/* kprod_result_check for a result whose JSON header is buf[0..json_len)
+ * (the kinfer-inference-header-length Kafka header; len when absent): an
+ * output with parameters.binary_data_size is read from the bytes after
+ * the header, in output order, and must be g's datatype. */
+enum kprod_verdict kprod_result_check_form(const void *buf, size_t len,
+                                           size_t json_len,
+                                           const struct kprod_gen *g,
+                                           int64_t index, char *why,
+                                           size_t whysize);
 
 #endif

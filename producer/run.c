@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kinfer/host.h"
 #include "kinfer/log.h"
 #include "lines.h"
 #include "pending.h"
@@ -246,6 +247,30 @@ static enum kinfer_err make_consumer(struct run *r, char *err, size_t errsize)
 
 /* --- results ------------------------------------------------------------ */
 
+/* The JSON header's length of a result: its kinfer-inference-header-length
+ * header (binary form), else the whole value.  A header that is not a
+ * number yields len + 1, which the check reports. */
+static size_t result_json_len(const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, KINFER_HEADER_LENGTH, &v, &n) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+        return m->len;
+    size_t x = 0;
+    const char *p = v;
+    if (v == NULL || n == 0 || n > 19)
+        return m->len + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return m->len + 1;
+        x = x * 10 + (size_t)(p[i] - '0');
+    }
+    return x;
+}
+
 static void on_result(struct run *r, const rd_kafka_message_t *m, int64_t now)
 {
     const void *key = m->key ? m->key : "";
@@ -261,8 +286,8 @@ static void on_result(struct run *r, const rd_kafka_message_t *m, int64_t now)
         return;
 
     char why[256];
-    enum kprod_verdict v = kprod_result_check(
-        m->payload ? m->payload : "", m->len,
+    enum kprod_verdict v = kprod_result_check_form(
+        m->payload ? m->payload : "", m->len, result_json_len(m),
         gen_index >= 0 ? &r->c->gen : NULL, gen_index, why, sizeof why);
 
     pthread_mutex_lock(&r->lock);
@@ -341,8 +366,11 @@ static void wait_until(struct run *r, int64_t deadline_us)
     }
 }
 
+/* json_len < len: the binary tensor form, whose JSON header length goes in
+ * the kinfer-inference-header-length header. */
 static rd_kafka_resp_err_t produce(struct run *r, const void *key,
-                                   size_t keylen, const void *value, size_t len)
+                                   size_t keylen, const void *value, size_t len,
+                                   size_t json_len)
 {
     const struct kprod_config *c = r->c;
     struct kinfer_kafka_msg m = {
@@ -354,9 +382,16 @@ static rd_kafka_resp_err_t produce(struct run *r, const void *key,
         .flags = RD_KAFKA_MSG_F_COPY,
     };
     if (c->header_name != NULL) {
-        m.headers = rd_kafka_headers_new(1);
+        m.headers = rd_kafka_headers_new(2);
         rd_kafka_header_add(m.headers, c->header_name, -1, c->header_value,
                             (ssize_t)strlen(c->header_value));
+    }
+    if (json_len < len) {
+        char num[32];
+        kinfer_fmt(num, sizeof num, "%zu", json_len);
+        if (m.headers == NULL)
+            m.headers = rd_kafka_headers_new(1);
+        rd_kafka_header_add(m.headers, KINFER_HEADER_LENGTH, -1, num, -1);
     }
     rd_kafka_resp_err_t e = kinfer_kafka_produce(r->producer, &m);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && m.headers != NULL)
@@ -368,7 +403,8 @@ static rd_kafka_resp_err_t produce(struct run *r, const void *key,
  * failed there: counted as a delivery failure), -1 when the run stopped
  * while the queue was full and the request was not sent. */
 static int send_one(struct run *r, const void *key, size_t keylen,
-                    const void *value, size_t len, int64_t gen_index)
+                    const void *value, size_t len, size_t json_len,
+                    int64_t gen_index)
 {
     if (r->pending != NULL) {
         /* Before producing: the result may arrive before producev
@@ -382,7 +418,7 @@ static int send_one(struct run *r, const void *key, size_t keylen,
     }
     rd_kafka_resp_err_t e;
     for (;;) {
-        e = produce(r, key, keylen, value, len);
+        e = produce(r, key, keylen, value, len, json_len);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
         if (stopping(r))
@@ -475,8 +511,9 @@ static void send_generated(struct run *r)
         if (stopping(r))
             break;
         size_t keylen = kprod_gen_key(g, i, key, sizeof key);
-        size_t len = kprod_gen_request(g, i, buf, size);
-        if (send_one(r, key, keylen, buf, len, (int64_t)i) != 0)
+        size_t json_len;
+        size_t len = kprod_gen_request_form(g, i, buf, size, &json_len);
+        if (send_one(r, key, keylen, buf, len, json_len, (int64_t)i) != 0)
             break;
     }
     free(buf);
@@ -519,7 +556,7 @@ static int send_lines(struct run *r, int fd, const char *name)
             kprod_request_key(line, len, r->c->key_field, lineno, &keylen);
         pace(r, i);
         int sent = wait_for_slot(r) == 0 && !stopping(r) &&
-                   send_one(r, key, keylen, line, len, -1) == 0;
+                   send_one(r, key, keylen, line, len, len, -1) == 0;
         free(key);
         if (!sent)
             break;

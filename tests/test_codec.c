@@ -253,6 +253,15 @@ static void render_request(struct text *t, const struct kinfer_request *r)
     text_printf(t, "id: %s\n", r->id ? r->id : "(none)");
     text_printf(t, "model_name: %s\n",
                 r->model_name ? r->model_name : "(none)");
+    if (r->model_version != NULL)
+        text_printf(t, "model_version: %s\n", r->model_version);
+    for (size_t i = 0; i < r->n_outputs; i++) {
+        const struct kinfer_requested_output *o = &r->outputs[i];
+        text_printf(t, "output %s:", o->name);
+        for (size_t k = 0; k < o->n_params; k++)
+            text_printf(t, " %s", o->params[k].name);
+        text_printf(t, "\n");
+    }
     for (size_t i = 0; i < r->n_params; i++) {
         const struct kinfer_param *p = &r->params[i];
         char num[40];
@@ -1276,7 +1285,7 @@ static void fp_request(char *buf, size_t size, const char *key,
 {
     if (key_first)
         snprintf(buf, size,
-                 "{\"id\":\"f\",\"parameters\":{\"data\":[1,2,3,4,5,6,7,8,9,10,"
+                 "{\"id\":\"f\",\"meta\":{\"data\":[1,2,3,4,5,6,7,8,9,10,"
                  "11,12,13,14,15,16,17]},\"inputs\":[{\"name\":\"a\","
                  "\"datatype\":\"INT32\",\"shape\":[1],\"data\":[5]},"
                  "{\"%s\":[%s],\"name\":\"x\",\"datatype\":\"%s\","
@@ -1457,6 +1466,108 @@ static void test_no_read_past_end(void **state)
     kinfer_request_clear(&req);
 }
 
+/* Every datatype through the binary form and back, and through JSON and
+ * back: a result's outputs, read as a request's inputs, are the same
+ * elements bit for bit.  The binary bytes are checked against the layout
+ * the protocol fixes (little-endian; BYTES as a 4-byte length and the
+ * bytes). */
+static void test_binary_round_trip(void **state)
+{
+    (void)state;
+    enum { N_T = 14 };
+    struct kinfer_tensor t[N_T];
+    int64_t three = 3;
+    static const enum kinfer_dtype types[] = {
+        KINFER_DTYPE_BOOL,   KINFER_DTYPE_UINT8,  KINFER_DTYPE_UINT16,
+        KINFER_DTYPE_UINT32, KINFER_DTYPE_UINT64, KINFER_DTYPE_INT8,
+        KINFER_DTYPE_INT16,  KINFER_DTYPE_INT32,  KINFER_DTYPE_INT64,
+        KINFER_DTYPE_FP16,   KINFER_DTYPE_BF16,   KINFER_DTYPE_FP32,
+        KINFER_DTYPE_FP64,   KINFER_DTYPE_BYTES};
+    size_t expect_bin = 0;
+    for (size_t i = 0; i < N_T; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%zu", i);
+        assert_int_equal(kinfer_tensor_init(&t[i], name, types[i], 1, &three),
+                         KINFER_OK);
+        size_t es = kinfer_dtype_size(types[i]);
+        if (types[i] == KINFER_DTYPE_BYTES) {
+            assert_int_equal(kinfer_tensor_set_bytes(&t[i], 0, "", 0),
+                             KINFER_OK);
+            assert_int_equal(kinfer_tensor_set_bytes(&t[i], 1, "a\0\"", 3),
+                             KINFER_OK);
+            assert_int_equal(
+                kinfer_tensor_set_bytes(&t[i], 2, "caf\xc3\xa9", 5), KINFER_OK);
+            expect_bin += 3 * 4 + 8;
+            continue;
+        }
+        unsigned char *b = t[i].data;
+        for (size_t k = 0; k < 3 * es; k++) /* distinct bytes */
+            b[k] = (unsigned char)(0x11 * (k + 1) + i);
+        if (types[i] == KINFER_DTYPE_BOOL)
+            b[0] = 1, b[1] = 0, b[2] = 1;
+        if (types[i] == KINFER_DTYPE_FP16 || types[i] == KINFER_DTYPE_BF16 ||
+            types[i] == KINFER_DTYPE_FP32 || types[i] == KINFER_DTYPE_FP64)
+            for (size_t k = 0; k < 3; k++) /* finite: clear the top bits */
+                b[k * es + es - 1] &= 0x3f;
+        expect_bin += 3 * es;
+    }
+    struct kinfer_param all = {
+        .name = "binary_data_output", .kind = KINFER_PARAM_BOOL, .boolean = 1};
+    struct kinfer_request asked = {.params = &all, .n_params = 1};
+    for (int binary = 0; binary < 2; binary++) {
+        char *out = NULL;
+        size_t len = 0, json_len = 0;
+        assert_int_equal(kinfer_result_encode_for(binary ? &asked : NULL, "m",
+                                                  "1", t, N_T, &out, &len,
+                                                  &json_len),
+                         KINFER_OK);
+        assert_int_equal(len - json_len, binary ? expect_bin : 0);
+        if (binary) {
+            /* The first tensor's bytes lead, BOOL as 01 00 01. */
+            assert_memory_equal(out + json_len, "\x01\x00\x01", 3);
+            /* BYTES last: lengths 0, 3, 5 little-endian, then the bytes. */
+            const char *tail = out + len - 20;
+            assert_memory_equal(tail,
+                                "\0\0\0\0\3\0\0\0a\0\"\5\0\0\0caf\xc3\xa9", 20);
+        }
+        /* "outputs" -> "inputs": the result as a request. */
+        char *at = strstr(out, "\"outputs\":");
+        assert_non_null(at);
+        size_t pre = (size_t)(at - out);
+        char *req_text = malloc(len);
+        assert_non_null(req_text);
+        memcpy(req_text, out, pre);
+        memcpy(req_text + pre, "\"inputs\":", 9);
+        memcpy(req_text + pre + 9, at + 10, len - pre - 10);
+        struct kinfer_request back;
+        char err[256] = "";
+        assert_int_equal(kinfer_request_decode_binary(req_text, len - 1,
+                                                      json_len - 1, NULL, &back,
+                                                      err, sizeof err),
+                         KINFER_OK);
+        assert_int_equal(back.n_inputs, N_T);
+        for (size_t i = 0; i < N_T; i++) {
+            assert_int_equal(back.inputs[i].dtype, types[i]);
+            assert_int_equal(back.inputs[i].count, 3);
+            if (types[i] != KINFER_DTYPE_BYTES) {
+                assert_memory_equal(back.inputs[i].data, t[i].data,
+                                    3 * kinfer_dtype_size(types[i]));
+                continue;
+            }
+            const struct kinfer_bytes *x = back.inputs[i].data, *y = t[i].data;
+            for (size_t k = 0; k < 3; k++) {
+                assert_int_equal(x[k].len, y[k].len);
+                assert_memory_equal(x[k].data, y[k].data, y[k].len);
+            }
+        }
+        kinfer_request_clear(&back);
+        free(req_text);
+        free(out);
+    }
+    for (size_t i = 0; i < N_T; i++)
+        kinfer_tensor_clear(&t[i]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -1482,6 +1593,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_decode_errors_encode),
         cmocka_unit_test(test_fast_path_matches_ordinary),
         cmocka_unit_test(test_no_read_past_end),
+        cmocka_unit_test(test_binary_round_trip),
     };
     return cmocka_run_group_tests(tests, setup_edge, teardown_edge);
 }

@@ -566,6 +566,74 @@ static void test_gen_request_decodes(void **state)
     check_generated(1, 4096, 1e-3);
 }
 
+/* --binary: the worker decodes the request, answers it in the binary form
+ * as it asks, and the check reads that answer back; a changed byte is
+ * caught. */
+static void check_generated_binary(int fp64, size_t dim, double factor)
+{
+    struct kprod_gen g = {.runid = "r1d",
+                          .dim = dim,
+                          .factor = factor,
+                          .fp64 = fp64,
+                          .binary = 1};
+    size_t size = kprod_gen_max_size(&g), json_len = 0;
+    char *buf = malloc(size);
+    assert_non_null(buf);
+    size_t len = kprod_gen_request_form(&g, 7, buf, size, &json_len);
+    assert_int_equal(len - json_len, dim * (fp64 ? 8 : 4));
+
+    struct kinfer_request req;
+    char err[256] = "";
+    assert_int_equal(kinfer_request_decode_binary(buf, len, json_len, NULL,
+                                                  &req, err, sizeof err),
+                     KINFER_OK);
+    const struct kinfer_tensor *in = &req.inputs[0];
+    assert_int_equal(in->count, dim);
+    struct kinfer_tensor out;
+    assert_int_equal(kinfer_tensor_init(&out, "x", in->dtype, 1, in->shape),
+                     KINFER_OK);
+    for (size_t j = 0; j < dim; j++) {
+        double v = fp64 ? ((const double *)in->data)[j]
+                        : (double)((const float *)in->data)[j];
+        assert_true(v == kprod_gen_value(7, j));
+        if (fp64)
+            ((double *)out.data)[j] = v * factor;
+        else
+            ((float *)out.data)[j] = (float)(v * factor);
+    }
+    char *res = NULL;
+    size_t res_len = 0, res_json = 0;
+    assert_int_equal(kinfer_result_encode_for(&req, "scale", "1", &out, 1, &res,
+                                              &res_len, &res_json),
+                     KINFER_OK);
+    assert_true(res_json < res_len);
+    char why[256] = "";
+    assert_int_equal(
+        kprod_result_check_form(res, res_len, res_json, &g, 7, why, sizeof why),
+        KPROD_RESULT_OK);
+    res[res_len - 1] ^= 0x40; /* the last value's top byte */
+    assert_int_equal(
+        kprod_result_check_form(res, res_len, res_json, &g, 7, why, sizeof why),
+        KPROD_RESULT_WRONG);
+    assert_non_null(strstr(why, "(binary) element"));
+    /* Without the header length it is not JSON at all. */
+    assert_int_equal(
+        kprod_result_check_form(res, res_len, res_len, &g, 7, why, sizeof why),
+        KPROD_RESULT_WRONG);
+    free(res);
+    kinfer_tensor_clear(&out);
+    kinfer_request_clear(&req);
+    free(buf);
+}
+
+static void test_gen_request_binary(void **state)
+{
+    (void)state;
+    check_generated_binary(0, 8, 2.0);
+    check_generated_binary(1, 3, -0.5);
+    check_generated_binary(0, 768, 1.0);
+}
+
 /* --- result checks ----------------------------------------------------- */
 
 static enum kprod_verdict check(const char *json, const struct kprod_gen *g,
@@ -708,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_request_key),
         cmocka_unit_test(test_gen_values),
         cmocka_unit_test(test_gen_request_decodes),
+        cmocka_unit_test(test_gen_request_binary),
         cmocka_unit_test(test_result_check_values),
         cmocka_unit_test(test_result_check_shapes),
     };

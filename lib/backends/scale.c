@@ -117,6 +117,12 @@ static int scale_ints(const struct kinfer_tensor *in, void *out, int64_t f)
     return 0;
 }
 
+static int scale_converted(const struct kinfer_host *host,
+                           const struct kinfer_tensor *in,
+                           struct kinfer_tensor *out,
+                           const struct kinfer_param *factor, char *err,
+                           size_t errsize);
+
 /* Scale input in into out (initialised here).  factor NULL means 2. */
 static int scale_one(const struct kinfer_host *host,
                      const struct kinfer_tensor *in, struct kinfer_tensor *out,
@@ -152,13 +158,89 @@ static int scale_one(const struct kinfer_host *host,
         scale_err(err, errsize, "input '%s': result overflows %s", in->name,
                   dtype);
         return -1;
+    case KINFER_DTYPE_BOOL:
+    case KINFER_DTYPE_BYTES:
+    case KINFER_DTYPE_INVALID:
+        break;
     default:
-        scale_err(err, errsize,
-                  "input '%s': scale supports FP32, FP64, INT32 and INT64, "
-                  "not %s",
-                  in->name, dtype);
+        return scale_converted(host, in, out, factor, err, errsize);
+    }
+    scale_err(err, errsize,
+              "input '%s': scale takes numbers (UINT8 .. UINT64, INT8 .. "
+              "INT64, FP16, BF16, FP32, FP64), not %s",
+              in->name, dtype);
+    return -1;
+}
+
+/* UINT64 elements times a whole factor f, which must keep them in range. */
+static int scale_uint64(const struct kinfer_host *host,
+                        const struct kinfer_tensor *in,
+                        struct kinfer_tensor *out, int64_t f, char *err,
+                        size_t errsize)
+{
+    if (host->tensor_init(out, in->name, in->dtype, in->ndim, in->shape) !=
+        KINFER_OK) {
+        scale_err(err, errsize, "input '%s': out of memory", in->name);
         return -1;
     }
+    const uint64_t *a = in->data;
+    uint64_t *b = out->data;
+    for (size_t i = 0; i < in->count; i++)
+        if ((f < 0 && a[i] != 0) ||
+            __builtin_mul_overflow(a[i], (uint64_t)(f < 0 ? 0 : f), &b[i])) {
+            scale_err(err, errsize, "input '%s': result overflows UINT64",
+                      in->name);
+            return -1;
+        }
+    return 0;
+}
+
+/* The other numeric types, through the host's exact conversions: the
+ * integers as INT64, FP16 and BF16 as FP64, and back, so the product must
+ * fit the input's type. */
+static int scale_converted(const struct kinfer_host *host,
+                           const struct kinfer_tensor *in,
+                           struct kinfer_tensor *out,
+                           const struct kinfer_param *factor, char *err,
+                           size_t errsize)
+{
+    enum kinfer_dtype wide_type =
+        in->dtype == KINFER_DTYPE_FP16 || in->dtype == KINFER_DTYPE_BF16
+            ? KINFER_DTYPE_FP64
+            : KINFER_DTYPE_INT64;
+    struct kinfer_tensor wide, scaled;
+    char why[200];
+    host->tensor_free(out);
+    if (wide_type == KINFER_DTYPE_INT64 && factor != NULL &&
+        !factor->is_integer) {
+        scale_err(err, errsize,
+                  "parameters.factor: must be an integer for %s input '%s', "
+                  "got %g",
+                  host->dtype_name(in->dtype), in->name, factor->number);
+        return -1;
+    }
+    if (in->dtype == KINFER_DTYPE_UINT64) /* beyond INT64: on its own */
+        return scale_uint64(host, in, out, factor ? factor->integer : 2, err,
+                            errsize);
+    if (host->tensor_convert(&wide, in, wide_type, why, sizeof why) !=
+        KINFER_OK) {
+        scale_err(err, errsize, "input '%s': %s", in->name, why);
+        return -1;
+    }
+    int rc = scale_one(host, &wide, &scaled, factor, err, errsize);
+    host->tensor_free(&wide);
+    if (rc != 0) {
+        host->tensor_free(&scaled);
+        return rc;
+    }
+    if (host->tensor_convert(out, &scaled, in->dtype, why, sizeof why) !=
+        KINFER_OK) {
+        scale_err(err, errsize, "input '%s': the result does not fit: %s",
+                  in->name, why);
+        rc = -1;
+    }
+    host->tensor_free(&scaled);
+    return rc;
 }
 
 static enum kinfer_err scale_infer(void *model, struct kinfer_infer_item *items,

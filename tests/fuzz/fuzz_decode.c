@@ -3,7 +3,8 @@
  * success must keep the request contract; a failure must give a UTF-8
  * message that makes a valid error result.  The same input is then
  * decoded again under tight limits and a small error buffer: limits can
- * only turn a success into a failure, never change what a success holds. */
+ * only turn a success into a failure, never change what a success holds.
+ * Last, in the binary tensor form with the input's tail as binary data. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         kinfer_request_clear(&req2);
         free(tiny);
+
+        /* The binary form: the last byte says how much of the input is
+         * binary data after the JSON header.  Same contract; with no
+         * binary part it is the plain decode. */
+        size_t json_len = size - (size_t)last % (size < 64 ? size : 64);
+        struct kinfer_request req3;
+        char err3[512];
+        enum kinfer_err rc3 = kinfer_request_decode_binary(
+            buf, size, json_len, NULL, &req3, err3, sizeof err3);
+        FUZZ_CHECK(rc3 == KINFER_OK || rc3 == KINFER_ERR_INVALID ||
+                       rc3 == KINFER_ERR_TOO_LARGE,
+                   "binary decode returned %s", kinfer_strerror(rc3));
+        if (rc3 == KINFER_OK)
+            fuzz_request_check(&req3);
+        else
+            fuzz_request_check_error(&req3, err3, sizeof err3);
+        if (json_len == size) {
+            FUZZ_CHECK(rc3 == rc, "binary decode of plain JSON differs");
+            if (rc3 == KINFER_OK)
+                fuzz_request_same(&req, &req3, 1, "plain vs binary decode");
+        }
+        kinfer_request_clear(&req3);
     }
     kinfer_request_clear(&req);
     free(buf);

@@ -69,6 +69,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char err2[512];
         enum kinfer_err rc2 =
             kinfer_request_decode(buf, size, &lim, &fast, err2, sizeof err2);
+        /* The one designed difference: a UINT64 element above INT64_MAX
+         * is read by the fast path alone (Jansson: "too big integer"). */
+        int big_uint = 0;
+        for (size_t i = 0; rc2 == KINFER_OK && i < fast.n_inputs; i++)
+            big_uint |= fast.inputs[i].dtype == KINFER_DTYPE_UINT64;
+        if (rc == KINFER_ERR_INVALID && big_uint &&
+            strstr(err, "too big integer") != NULL) {
+            kinfer_request_clear(&fast);
+            free(buf);
+            kinfer_request_clear(&ordinary);
+            free(slow);
+            return 0;
+        }
         FUZZ_CHECK(rc == rc2, "ordinary path says %s, as given says %s (%s)",
                    kinfer_strerror(rc), kinfer_strerror(rc2),
                    rc != KINFER_OK ? err : err2);

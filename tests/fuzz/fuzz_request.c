@@ -31,6 +31,29 @@ void fuzz_request_check(const struct kinfer_request *req)
         FUZZ_CHECK(kinfer_request_param(req, p->name) == p,
                    "params[%zu] '%s' not found by name", i, p->name);
     }
+    if (req->model_version != NULL)
+        check_cstr(req->model_version, "model_version");
+    FUZZ_CHECK(req->n_outputs == 0 || req->outputs != NULL, "outputs NULL");
+    for (size_t i = 0; i < req->n_outputs; i++) {
+        const struct kinfer_requested_output *o = &req->outputs[i];
+        FUZZ_CHECK(o->name != NULL && o->name[0] != '\0',
+                   "outputs[%zu] has no name", i);
+        check_cstr(o->name, "output name");
+        for (size_t j = 0; j < i; j++)
+            FUZZ_CHECK(strcmp(req->outputs[j].name, o->name) != 0,
+                       "outputs[%zu]: repeated name", i);
+        for (size_t k = 0; k < o->n_params; k++) {
+            const struct kinfer_param *p = &o->params[k];
+            FUZZ_CHECK(p->name != NULL && (p->kind == KINFER_PARAM_STRING) ==
+                                              (p->string != NULL),
+                       "outputs[%zu].parameters[%zu]", i, k);
+            /* binary_data, when there, is a boolean. */
+            FUZZ_CHECK(strcmp(p->name, "binary_data") != 0 ||
+                           p->kind == KINFER_PARAM_BOOL,
+                       "outputs[%zu].parameters.binary_data kind %d", i,
+                       (int)p->kind);
+        }
+    }
     FUZZ_CHECK(req->n_inputs >= 1 && req->inputs != NULL, "no inputs");
     for (size_t i = 0; i < req->n_inputs; i++) {
         const struct kinfer_tensor *t = &req->inputs[i];
@@ -38,7 +61,7 @@ void fuzz_request_check(const struct kinfer_request *req)
                    "inputs[%zu] has no name", i);
         check_cstr(t->name, "input name");
         FUZZ_CHECK(t->dtype > KINFER_DTYPE_INVALID &&
-                       t->dtype <= KINFER_DTYPE_BYTES,
+                       t->dtype < KINFER_DTYPE_COUNT,
                    "inputs[%zu]: dtype %d", i, (int)t->dtype);
         FUZZ_CHECK(t->ndim >= 0 && t->ndim <= KINFER_MAX_DIMS,
                    "inputs[%zu]: ndim %d", i, t->ndim);

@@ -2,7 +2,8 @@
  * encode as a result (a decoded request holds no NaN and only UTF-8), and
  * the result read back as a request ("outputs" renamed "inputs") must give
  * the same names, shapes and elements bit for bit: the encoder promises
- * numbers that read back exactly, FP32 included. */
+ * numbers that read back exactly, FP32 included.  Then the same through
+ * the binary tensor form. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                (int)len, again);
     fuzz_request_same(&req, &back, 0, "request vs its result read back");
 
+    kinfer_request_clear(&back);
+    free(again);
+    free(out);
+
+    /* The same in the binary tensor form: every output's elements as raw
+     * bytes after the JSON header, read back as binary inputs. */
+    struct kinfer_param all = {
+        .name = "binary_data_output", .kind = KINFER_PARAM_BOOL, .boolean = 1};
+    struct kinfer_request bin = req;
+    bin.params = &all;
+    bin.n_params = 1;
+    bin.outputs = NULL;
+    bin.n_outputs = 0;
+    size_t json_len = 0;
+    rc = kinfer_result_encode_for(&bin, req.model_name, "1", req.inputs,
+                                  req.n_inputs, &out, &outlen, &json_len);
+    FUZZ_CHECK(rc == KINFER_OK, "a decoded request does not encode binary: %s",
+               kinfer_strerror(rc));
+    again = as_request(out, outlen, &len);
+    lim.max_request_bytes = len + 1;
+    rc = kinfer_request_decode_binary(again, len, json_len - 1, &lim, &back,
+                                      err, sizeof err);
+    FUZZ_CHECK(rc == KINFER_OK, "the binary result does not decode: %s\n%.*s",
+               err, (int)json_len - 1, again);
+    fuzz_request_same(&req, &back, 0, "request vs its binary result");
     kinfer_request_clear(&back);
     free(again);
     free(out);

@@ -140,7 +140,11 @@ struct kinfer_limits {
  *
  * Accepted: data flat (row-major) or nested one array per dimension;
  * JSON null for the optional id, model_name and parameters means absent;
- * unknown keys and each input's "parameters" are ignored.  Rejected:
+ * unknown keys are ignored; "model_version" and "outputs" (names and
+ * their "parameters") are read into req; an input's "parameters" are
+ * checked (binary_data_size, content_type) and not kept.  Parameter values
+ * are strings, numbers, booleans or null (objects and arrays are refused:
+ * the protocol's $parameter is none of them).  Rejected:
  * duplicate object keys, a NUL byte, malformed UTF-8, strings holding
  * \u0000 where a C string is needed (id, model_name, input names,
  * string parameters; BYTES elements may hold it), two inputs with the same
@@ -149,6 +153,24 @@ enum kinfer_err kinfer_request_decode(const void *buf, size_t len,
                                       const struct kinfer_limits *lim,
                                       struct kinfer_request *req, char *err,
                                       size_t errsize)
+    __attribute__((warn_unused_result));
+
+/* The Kafka header that carries the JSON header's length of a request or
+ * result in the binary tensor form (decimal digits), as HTTP's
+ * Inference-Header-Content-Length does for Triton. */
+#define KINFER_HEADER_LENGTH "kinfer-inference-header-length"
+
+/* Decode a request in the binary tensor form (docs/protocol.md, "Binary
+ * tensors"): buf[0..json_len) is the JSON header, buf[json_len..len) the
+ * inputs' raw bytes, taken in input order by each input whose parameters
+ * give binary_data_size (such an input has no "data").  Every byte after
+ * the header must belong to an input.  json_len == len is
+ * kinfer_request_decode.  Same contract otherwise. */
+enum kinfer_err kinfer_request_decode_binary(const void *buf, size_t len,
+                                             size_t json_len,
+                                             const struct kinfer_limits *lim,
+                                             struct kinfer_request *req,
+                                             char *err, size_t errsize)
     __attribute__((warn_unused_result));
 
 /* Free what req owns and leave it empty.  NULL is a no-op. */
@@ -177,6 +199,25 @@ enum kinfer_err kinfer_result_encode(const char *id, const char *model_name,
                                      const struct kinfer_tensor *outputs,
                                      size_t n_outputs, char **out,
                                      size_t *outlen)
+    __attribute__((warn_unused_result));
+
+/* Whether req asks for its output called output in binary form: that
+ * output's "parameters" binary_data when given, else the request's
+ * binary_data_output parameter (false when neither is there). */
+int kinfer_result_wants_binary(const struct kinfer_request *req,
+                               const char *output);
+
+/* kinfer_result_encode for the request req (its id), writing each output
+ * req wants binary (kinfer_result_wants_binary) with
+ * "parameters":{"binary_data_size":N} instead of "data", and its bytes
+ * after the JSON, in output order (docs/protocol.md, "Binary tensors").
+ * *json_len is the JSON header's length: *outlen when nothing is binary.
+ * A binary output may hold NaN and infinities. */
+enum kinfer_err
+kinfer_result_encode_for(const struct kinfer_request *req,
+                         const char *model_name, const char *model_version,
+                         const struct kinfer_tensor *outputs, size_t n_outputs,
+                         char **out, size_t *outlen, size_t *json_len)
     __attribute__((warn_unused_result));
 
 /* Encode an error result: {"id":..., "model_name":..., "error":...}.

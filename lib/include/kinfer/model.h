@@ -60,11 +60,20 @@ enum kinfer_err kinfer_models_load(struct kinfer_models *ms, const char *name,
 const struct kinfer_model_settings *
 kinfer_model_settings(const struct kinfer_model *m);
 
-/* The model called name, or NULL.  Borrowed from ms. */
+/* The model called name (its newest version: by number when versions are
+ * decimal numbers, else by text), or NULL.  Borrowed from ms. */
 const struct kinfer_model *kinfer_models_find(const struct kinfer_models *ms,
                                               const char *name);
 
 /* The loaded models, in load order: index 0 .. count-1. */
+/* The model called name in the version asked for (version NULL: its
+ * newest, as kinfer_models_find).  NULL when there is none, with the
+ * reason in why[0..whysize): an unknown name (naming the models served) or
+ * an unknown version (naming the versions served). */
+const struct kinfer_model *
+kinfer_models_find_version(const struct kinfer_models *ms, const char *name,
+                           const char *version, char *why, size_t whysize);
+
 size_t kinfer_models_count(const struct kinfer_models *ms);
 const struct kinfer_model *kinfer_models_at(const struct kinfer_models *ms,
                                             size_t i);

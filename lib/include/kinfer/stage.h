@@ -52,6 +52,12 @@ struct kinfer_stage_ops {
     void (*ran)(void *job, const struct kinfer_model *m, int64_t start_ns,
                 int64_t run_ns, size_t index, size_t size, void *arg);
     void *arg;
+    /* Optional, before decoding: return 1 with the JSON header's length in
+     * *json_len when the job's request is in the binary tensor form, 0
+     * when it is plain JSON, -1 with a reason in why when the length it
+     * carries is unusable (the job is then rejected). */
+    int (*json_length)(void *job, size_t *json_len, char *why, size_t whysize,
+                       void *arg);
 };
 
 struct kinfer_stage_config {

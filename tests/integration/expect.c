@@ -33,7 +33,7 @@ static void problem(struct exp_case *c, const char *fmt, ...)
     va_end(ap);
 }
 
-static char *exp_xstrdup(const char *s)
+char *exp_xstrdup(const char *s)
 {
     char *p = strdup(s);
     assert_non_null(p);

@@ -1,9 +1,10 @@
-/* Expected-answer runs for the model integration tests (it_backends): the
- * cases of a generator's OUTDIR/expected/<model>.json (format: the
- * docstring of ops/models/gen_dense.py) are produced to a request topic,
- * a worker answers them, and every result read back is compared with its
- * case.  Single-threaded: every function runs on the test's main thread.
- * The functions fail the running cmocka test on anything unexpected.
+/* Expected-answer runs for the model integration tests (it_models,
+ * it_backends): the cases of a generator's OUTDIR/expected/<model>.json
+ * (format: the docstring of ops/models/gen_dense.py) are produced to a
+ * request topic, a worker answers them, and every result read back is
+ * compared with its case.  Single-threaded: every function runs on the
+ * test's main thread.  The functions fail the running cmocka test on
+ * anything unexpected.
  */
 #ifndef KINFER_IT_EXPECT_H
 #define KINFER_IT_EXPECT_H
@@ -49,6 +50,9 @@ struct exp_run {
     size_t foreign;    /* messages with a key that is not ours */
     char foreign_what[256];
 };
+
+/* strdup that fails the running test when out of memory.  Caller frees. */
+char *exp_xstrdup(const char *s);
 
 /* A new zeroed case at the end of r (default tolerances). */
 struct exp_case *exp_run_add(struct exp_run *r);

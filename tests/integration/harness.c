@@ -1324,3 +1324,24 @@ void it_topics_make(struct it_ctx *ctx, struct it_topics *t, int in_parts,
     IT_REQUIRE(ctx, it_topic_create(ctx, t->dlq, 1, dlq_config) == 0,
                "create %s", t->dlq);
 }
+
+/* Added for it_eos and it_stop_faults (see harness.h). */
+int it_proc_log_wait(struct it_proc *p, const char *text, int64_t timeout_ms)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    for (;;) {
+        FILE *f = fopen(it_proc_log_path(p), "r");
+        char line[2048];
+        int found = 0;
+        while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+            found = strstr(line, text) != NULL;
+        if (f != NULL)
+            fclose(f);
+        if (found)
+            return 1;
+        if (it_now_ms() > deadline || !it_proc_running(p))
+            return 0;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling a condition, with a deadline */
+    }
+}

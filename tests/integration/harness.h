@@ -259,4 +259,9 @@ const char *it_proc_log_path(const struct it_proc *p);
 /* Print the last lines lines of the process's log to stderr. */
 void it_proc_log_tail(const struct it_proc *p, int lines);
 
+/* 1 once a line of the process's log contains text; polls the log up to
+ * timeout_ms (0: looks once), 0 when the time runs out or the process has
+ * exited without writing it.  (Added for it_eos and it_stop_faults.) */
+int it_proc_log_wait(struct it_proc *p, const char *text, int64_t timeout_ms);
+
 #endif

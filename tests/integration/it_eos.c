@@ -13,6 +13,7 @@
  * and restarts it.
  */
 #include "harness.h"
+#include "private_broker.h"
 #include "requests.h"
 
 #include <errno.h>
@@ -31,88 +32,6 @@
 
 #define N_PARTITIONS 6
 #define STOP_TIMEOUT_MS 45000
-
-static const char *kafka_sh;   /* ops/kafka.sh */
-static const char *broker_dir; /* the private broker's --dir */
-static char broker_port[16];
-
-/* The private broker's helpers, as in it_stop_faults.c.  Run "bash kafka_sh
- * <args> --dir broker_dir"; the first output line goes to out (may be
- * NULL).  Returns the exit status, or -1. */
-static int kafka(const char *args, char *out, size_t size)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "bash '%s' %s --dir '%s'", kafka_sh, args,
-             broker_dir);
-    FILE *f = popen(cmd, "r");
-    if (f == NULL)
-        return -1;
-    char line[256] = "";
-    if (fgets(line, sizeof line, f) != NULL && out != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        snprintf(out, size, "%s", line);
-    }
-    while (fgets(line, sizeof line, f) != NULL)
-        ;
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* SIGKILL the private broker and wait (bounded) until it is gone. */
-static int broker_kill(void)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/kafka.pid", broker_dir);
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
-        if (f != NULL)
-            fclose(f);
-        return -1;
-    }
-    fclose(f);
-    if (kill((pid_t)pid, SIGKILL) != 0)
-        return -1;
-    int64_t deadline = it_now_ms() + 30000;
-    while (kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
-        if (it_now_ms() > deadline)
-            return -1;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* polling a condition, with a deadline */
-    }
-    return 0;
-}
-
-static int broker_start(void)
-{
-    char args[64], addr[128] = "";
-    snprintf(args, sizeof args, "start --port %s", broker_port);
-    if (kafka(args, addr, sizeof addr) == 0)
-        return 0;
-    return kafka("status", NULL, 0);
-}
-
-/* True once the log of p contains text; polls up to timeout_ms (as in
- * it_stop_faults.c). */
-static int log_has(struct it_proc *p, const char *text, int64_t timeout_ms)
-{
-    int64_t deadline = it_now_ms() + timeout_ms;
-    for (;;) {
-        FILE *f = fopen(it_proc_log_path(p), "r");
-        char line[2048];
-        int found = 0;
-        while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
-            found = strstr(line, text) != NULL;
-        if (f != NULL)
-            fclose(f);
-        if (found)
-            return 1;
-        if (it_now_ms() > deadline || !it_proc_running(p))
-            return 0;
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* polling a condition, with a deadline */
-    }
-}
 
 /* The worker's options for topics t and instance id: exactly-once, two
  * inference threads, then extra (NULL-terminated, may be NULL).  args must
@@ -309,8 +228,8 @@ static void test_broker_restart(void **state)
     IT_REQUIRE(ctx, it_reader_catch_up(r, 60000) == 0, "read %s", t.out);
     size_t at_kill = ans->unique;
     int64_t t0 = it_now_ms();
-    IT_REQUIRE(ctx, broker_kill() == 0, "SIGKILL the broker");
-    IT_REQUIRE(ctx, broker_start() == 0, "restart the broker");
+    IT_REQUIRE(ctx, pb_kill() == 0, "SIGKILL the broker");
+    IT_REQUIRE(ctx, pb_start() == 0, "restart the broker");
     int64_t down_ms = it_now_ms() - t0;
     IT_REQUIRE(ctx, it_req_produce_range(ctx, t.in, n1, n2, NULL) == 0,
                "produce %zu more requests", n2);
@@ -451,9 +370,9 @@ static void test_rebalance(void **state)
                "worker B did not join the group");
     /* A gave partitions up (committing its open transaction first) and B
      * took them. */
-    IT_REQUIRE(ctx, log_has(a, "INFO  revoked partitions [", 60000),
+    IT_REQUIRE(ctx, it_proc_log_wait(a, "INFO  revoked partitions [", 60000),
                "worker A gave no partition up");
-    IT_REQUIRE(ctx, log_has(b, "INFO  assigned partitions [", 60000),
+    IT_REQUIRE(ctx, it_proc_log_wait(b, "INFO  assigned partitions [", 60000),
                "worker B got no partition");
     IT_REQUIRE(ctx, ans->unique < n, "all answered before the rebalance");
     ans->target = ans->unique + (n - ans->unique) / 2;
@@ -486,39 +405,15 @@ static void test_rebalance(void **state)
     it_answers_free(ans);
 }
 
-/* Strip "--kafka-sh PATH --broker-dir DIR" from argv, start the private
- * broker there, point the harness at it, run, stop the broker. */
+/* Options: --kafka-sh PATH --broker-dir DIR (the private broker, see
+ * private_broker.h), then the harness's. */
 int main(int argc, char **argv)
 {
-    int n = 0;
-    for (int i = 0; i < argc; i++) {
-        if (i + 1 < argc && strcmp(argv[i], "--kafka-sh") == 0)
-            kafka_sh = argv[++i];
-        else if (i + 1 < argc && strcmp(argv[i], "--broker-dir") == 0)
-            broker_dir = argv[++i];
-        else
-            argv[n++] = argv[i];
-    }
-    argv[n] = NULL;
-    if (kafka_sh == NULL || broker_dir == NULL) {
-        fprintf(stderr, "it_eos: --kafka-sh and --broker-dir needed\n");
-        return 2;
-    }
-    char addr[128] = "";
-    (void)kafka("stop", NULL, 0);
-    if (kafka("start", addr, sizeof addr) != 0 || strchr(addr, ':') == NULL) {
-        fprintf(stderr, "it_eos: the private broker did not start\n");
-        return 1;
-    }
-    snprintf(broker_port, sizeof broker_port, "%s", strrchr(addr, ':') + 1);
-    setenv("KINFER_TEST_BROKERS", addr, 1);
     struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill),
         cmocka_unit_test(test_fencing),
         cmocka_unit_test(test_rebalance),
         cmocka_unit_test(test_broker_restart),
     };
-    int rc = it_main("eos", n, argv, tests, sizeof tests / sizeof tests[0]);
-    (void)kafka("stop", NULL, 0);
-    return rc;
+    return pb_main("eos", argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

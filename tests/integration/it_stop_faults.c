@@ -8,6 +8,7 @@
  *   - SIGTERM with the broker SIGKILLed exits within the budget + margin.
  */
 #include "harness.h"
+#include "private_broker.h"
 #include "requests.h"
 
 #include <errno.h>
@@ -28,88 +29,6 @@
 /* Destroying the handles may take 1.5 s past the budget; the rest is
  * process start-up and exit on a loaded two-core machine. */
 #define STOP_MARGIN_MS 3000
-
-static const char *kafka_sh;   /* ops/kafka.sh */
-static const char *broker_dir; /* the private broker's --dir */
-static char broker_port[16];
-
-/* Run "bash kafka_sh <args>"; the first output line goes to out (may be
- * NULL).  Returns the exit status, or -1. */
-static int kafka(const char *args, char *out, size_t size)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "bash '%s' %s --dir '%s'", kafka_sh, args,
-             broker_dir);
-    FILE *f = popen(cmd, "r");
-    if (f == NULL)
-        return -1;
-    char line[256] = "";
-    if (fgets(line, sizeof line, f) != NULL && out != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        snprintf(out, size, "%s", line);
-    }
-    while (fgets(line, sizeof line, f) != NULL)
-        ;
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* SIGKILL the private broker and wait (bounded) until it is gone. */
-static int broker_kill(void)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/kafka.pid", broker_dir);
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
-        if (f != NULL)
-            fclose(f);
-        return -1;
-    }
-    fclose(f);
-    if (kill((pid_t)pid, SIGKILL) != 0)
-        return -1;
-    int64_t deadline = it_now_ms() + 30000;
-    while (kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
-        if (it_now_ms() > deadline)
-            return -1;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* polling a condition, with a deadline */
-    }
-    return 0;
-}
-
-static int broker_start(void)
-{
-    char args[64], addr[128] = "";
-    snprintf(args, sizeof args, "start --port %s", broker_port);
-    if (kafka(args, addr, sizeof addr) == 0)
-        return 0;
-    /* The script's own status says whether the broker runs, whatever
-     * went wrong after starting it. */
-    return kafka("status", NULL, 0);
-}
-
-/* True once the log of p contains text; polls up to timeout_ms. */
-static int log_has(struct it_proc *p, const char *text, int64_t timeout_ms)
-{
-    int64_t deadline = it_now_ms() + timeout_ms;
-    for (;;) {
-        FILE *f = fopen(it_proc_log_path(p), "r");
-        char line[2048];
-        int found = 0;
-        while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
-            found = strstr(line, text) != NULL;
-        if (f != NULL)
-            fclose(f);
-        if (found)
-            return 1;
-        if (it_now_ms() > deadline || !it_proc_running(p))
-            return 0;
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* polling a condition, with a deadline */
-    }
-}
 
 /* SIGTERM p; require an exit within limit_ms.  Returns the time taken and
  * the status in *status. */
@@ -160,7 +79,8 @@ static void test_abandoned_work(void **state)
                "the worker handles SIGTERM");
     char want[64];
     snprintf(want, sizeof want, "consumed %zu,", n);
-    IT_REQUIRE(ctx, log_has(w, want, 60000), "the worker consumed all %zu", n);
+    IT_REQUIRE(ctx, it_proc_log_wait(w, want, 60000),
+               "the worker consumed all %zu", n);
     int status = 0;
     int64_t ms =
         stop_within(ctx, w, budget_s * 1000 + STOP_MARGIN_MS + 5000, &status);
@@ -173,7 +93,7 @@ static void test_abandoned_work(void **state)
                "exit %s, not 0", st);
     IT_REQUIRE(ctx, ms <= budget_s * 1000 + STOP_MARGIN_MS,
                "shutdown took %lld ms, budget %d s", (long long)ms, budget_s);
-    IT_REQUIRE(ctx, log_has(w, "shutdown budget ran out", 0),
+    IT_REQUIRE(ctx, it_proc_log_wait(w, "shutdown budget ran out", 0),
                "no WARN with the counts");
     int64_t end[N_PARTITIONS], committed[N_PARTITIONS];
     IT_REQUIRE(
@@ -218,8 +138,8 @@ static void test_broker_restart(void **state)
                               "the first results") == 0,
                "%zu answered", ans->unique);
     int64_t t0 = it_now_ms();
-    IT_REQUIRE(ctx, broker_kill() == 0, "SIGKILL the broker");
-    IT_REQUIRE(ctx, broker_start() == 0, "restart the broker");
+    IT_REQUIRE(ctx, pb_kill() == 0, "SIGKILL the broker");
+    IT_REQUIRE(ctx, pb_start() == 0, "restart the broker");
     int64_t down_ms = it_now_ms() - t0;
     IT_REQUIRE(ctx, it_proc_running(w), "the worker died with the broker");
     IT_REQUIRE(ctx, it_req_produce_range(ctx, t.in, n1, n2, NULL) == 0,
@@ -279,9 +199,9 @@ static void test_sigterm_broker_dead(void **state)
     /* Also makes sure the log read below is this run's. */
     IT_REQUIRE(ctx, it_proc_wait_signal_ready(w, SIGTERM, 30000) == 0,
                "the worker handles SIGTERM");
-    IT_REQUIRE(ctx, log_has(w, "INFO  consumed ", 60000),
+    IT_REQUIRE(ctx, it_proc_log_wait(w, "INFO  consumed ", 60000),
                "the worker consumed requests");
-    IT_REQUIRE(ctx, broker_kill() == 0, "SIGKILL the broker");
+    IT_REQUIRE(ctx, pb_kill() == 0, "SIGKILL the broker");
     int status = 0;
     int64_t ms =
         stop_within(ctx, w, budget_s * 1000 + STOP_MARGIN_MS + 10000, &status);
@@ -295,42 +215,18 @@ static void test_sigterm_broker_dead(void **state)
     IT_REQUIRE(ctx, WIFEXITED(status) && WEXITSTATUS(status) == 0,
                "ended with %s", st);
     /* Leave a broker for the context's own clean-up. */
-    IT_REQUIRE(ctx, broker_start() == 0, "restart the broker");
+    IT_REQUIRE(ctx, pb_start() == 0, "restart the broker");
 }
 
-/* Strip "--kafka-sh PATH --broker-dir DIR" from argv, start the private
- * broker there, point the harness at it, run, stop the broker. */
+/* Options: --kafka-sh PATH --broker-dir DIR (the private broker, see
+ * private_broker.h), then the harness's. */
 int main(int argc, char **argv)
 {
-    int n = 0;
-    for (int i = 0; i < argc; i++) {
-        if (i + 1 < argc && strcmp(argv[i], "--kafka-sh") == 0)
-            kafka_sh = argv[++i];
-        else if (i + 1 < argc && strcmp(argv[i], "--broker-dir") == 0)
-            broker_dir = argv[++i];
-        else
-            argv[n++] = argv[i];
-    }
-    argv[n] = NULL;
-    if (kafka_sh == NULL || broker_dir == NULL) {
-        fprintf(stderr, "it_stop_faults: --kafka-sh and --broker-dir needed\n");
-        return 2;
-    }
-    char addr[128] = "";
-    (void)kafka("stop", NULL, 0);
-    if (kafka("start", addr, sizeof addr) != 0 || strchr(addr, ':') == NULL) {
-        fprintf(stderr, "it_stop_faults: the private broker did not start\n");
-        return 1;
-    }
-    snprintf(broker_port, sizeof broker_port, "%s", strrchr(addr, ':') + 1);
-    setenv("KINFER_TEST_BROKERS", addr, 1);
     struct CMUnitTest tests[] = {
         cmocka_unit_test(test_abandoned_work),
         cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_sigterm_broker_dead),
     };
-    int rc =
-        it_main("stop_faults", n, argv, tests, sizeof tests / sizeof tests[0]);
-    (void)kafka("stop", NULL, 0);
-    return rc;
+    return pb_main("stop_faults", argc, argv, tests,
+                   sizeof tests / sizeof tests[0]);
 }

@@ -52,9 +52,8 @@ extern "C" {
 /* Room for a per-item error message, including the NUL. */
 #define KINFER_ITEM_ERROR_SIZE 256
 
-/* kinfer_infer_item.failed for a failure worth retrying.  Added within
- * ABI version 1 (the struct's layout is unchanged): a host that predates
- * it treats any non-zero value as a plain failure. */
+/* kinfer_infer_item.failed for a failure worth retrying.  Added in ABI
+ * version 2 (the struct's layout is unchanged). */
 #define KINFER_ITEM_TRANSIENT 2
 
 /* One request of a batch. */

@@ -31,7 +31,7 @@ enum kinfer_err {
     KINFER_ERR_TIMEOUT,   /* a deadline passed */
     KINFER_ERR_ABI,       /* plugin built for another ABI version */
     /* A transient failure: trying again later may succeed (backend.h).
-     * Appended within backend ABI version 1. */
+     * Appended in backend ABI version 2. */
     KINFER_ERR_UNAVAILABLE
 };
 

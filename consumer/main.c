@@ -458,7 +458,18 @@ static int serve(const struct kinfer_worker_config *cfg,
 out:
     running = NULL;
     kinfer_http_stop(http);
-    kinfer_worker_free(w);
+    if (kinfer_worker_free(w)) {
+        /* librdkafka threads still run (a consumer that never joined its
+         * group cannot be destroyed in 2.0.2): exit()'s handlers, OpenSSL's
+         * clean-up among them, would run under them and could crash the
+         * process after a clean stop.  End it here, output flushed. */
+        kinfer_log(KINFER_LOG_INFO,
+                   "exiting with Kafka threads still "
+                   "running (status %d)",
+                   status);
+        fflush(NULL);
+        _exit(status);
+    }
     kinfer_models_free(models);
     kinfer_plugins_free(plugins);
     return status;

@@ -151,7 +151,7 @@ enum kinfer_err kinfer_worker_new(const struct kinfer_worker_config *cfg,
     return KINFER_OK;
 
 fail:
-    kinfer_worker_free(w);
+    (void)kinfer_worker_free(w);
     return KINFER_ERR_CONFIG;
 }
 
@@ -259,20 +259,23 @@ static int destroy_handles(struct kinfer_worker *w)
     return done ? 0 : -1;
 }
 
-void kinfer_worker_free(struct kinfer_worker *w)
+int kinfer_worker_free(struct kinfer_worker *w)
 {
     if (w == NULL)
-        return;
+        return 0;
     kinfer_worker_pipe_stop(w); /* its timer submits to the stage */
     /* Before the producer: the stage's last requests are produced. */
     kinfer_stage_free(w->stage);
     kinfer_worker_dr_stop(w);
     kinfer_worker_pipe_free(w);
+    /* The consumer is not destroyed at all when that would crash. */
+    int left_running = w->consumer_unsafe;
     if (destroy_handles(w) != 0)
-        return; /* w stays allocated for the thread still destroying */
+        return 1; /* w stays allocated for the thread still destroying */
     kinfer_tracker_free(w->tracker);
     kinfer_worker_txn_free(w);
     kinfer_worker_flow_destroy(w);
     kinfer_worker_metrics_free(w);
     free(w);
+    return left_running;
 }

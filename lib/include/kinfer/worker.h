@@ -166,7 +166,11 @@ int kinfer_worker_live(struct kinfer_worker *w, char *why, size_t size);
  * Any thread. */
 int kinfer_worker_ready(struct kinfer_worker *w, char *why, size_t size);
 
-/* NULL is a no-op. */
-void kinfer_worker_free(struct kinfer_worker *w);
+/* Free w.  Returns 1 when librdkafka threads were left running because a
+ * handle could not be destroyed safely or in time (docs/operations.md,
+ * shutdown): the process should then end with _exit(), since exit()'s
+ * handlers (OpenSSL's clean-up among them) would run under those threads
+ * and may crash it.  0 otherwise; NULL is a no-op (0). */
+int kinfer_worker_free(struct kinfer_worker *w);
 
 #endif

@@ -1345,3 +1345,61 @@ int it_proc_log_wait(struct it_proc *p, const char *text, int64_t timeout_ms)
         nanosleep(&ts, NULL); /* polling a condition, with a deadline */
     }
 }
+
+/* Run kinfer-produce --brokers B args... (NULL-terminated) with stdout
+ * captured into *out (malloc'd, NUL-terminated) and stderr shared with
+ * the test.  Returns its exit status, or -1 when it died by a signal or
+ * did not exit within timeout_ms (then it is killed). */
+int it_produce_capture(struct it_ctx *ctx, const char *const *args,
+                       int64_t timeout_ms, char **out)
+{
+    char path[] = "/tmp/kinfer-it-tool-XXXXXX";
+    int fd = mkstemp(path);
+    *out = NULL;
+    if (fd < 0)
+        return -1;
+    unlink(path);
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = it_ctx_produce_path(ctx);
+    argv[n++] = "--brokers";
+    argv[n++] = it_ctx_brokers(ctx);
+    for (size_t i = 0; args[i] != NULL && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fd, 1);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0, rc = -1;
+    if (pid > 0) {
+        int64_t deadline = it_now_ms() + timeout_ms;
+        pid_t w;
+        /* Waiting on the child's exit, bounded by the deadline. */
+        while ((w = waitpid(pid, &status, WNOHANG)) == 0 &&
+               it_now_ms() < deadline) {
+            struct timespec nap = {0, 10 * 1000000L};
+            nanosleep(&nap, NULL);
+        }
+        if (w == 0) {
+            fprintf(stderr,
+                    "it: kinfer-produce still running after %" PRId64
+                    " ms; killed\n",
+                    timeout_ms);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+        } else if (w == pid && WIFEXITED(status)) {
+            rc = WEXITSTATUS(status);
+        }
+    }
+    off_t size = lseek(fd, 0, SEEK_END);
+    *out = calloc(1, size > 0 ? (size_t)size + 1 : 1);
+    if (*out != NULL && size > 0)
+        (void)!pread(fd, *out, (size_t)size, 0);
+    close(fd);
+    return rc;
+}

@@ -264,4 +264,12 @@ void it_proc_log_tail(const struct it_proc *p, int lines);
  * exited without writing it.  (Added for it_eos and it_stop_faults.) */
 int it_proc_log_wait(struct it_proc *p, const char *text, int64_t timeout_ms);
 
+/* Run kinfer-produce --brokers <the context's> args... (NULL-terminated)
+ * with stdout captured into *out (malloc'd, NUL-terminated; caller frees)
+ * and stderr shared with the test.  Returns its exit status, or -1 when it
+ * died by a signal or did not exit within timeout_ms (then it is killed).
+ * Shared by it_produce and it_binary. */
+int it_produce_capture(struct it_ctx *ctx, const char *const *args,
+                       int64_t timeout_ms, char **out);
+
 #endif

@@ -267,62 +267,6 @@ static void test_worker(void **state)
 
 /* --- kinfer-produce --binary ---------------------------------------------- */
 
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Run kinfer-produce --brokers B args... with stdout captured into *out
- * (malloc'd).  Its exit status, or -1 (killed at the deadline, or a
- * signal). */
-static int run_tool(struct it_ctx *ctx, const char *const *args,
-                    int64_t timeout_ms, char **out)
-{
-    char path[] = "/tmp/kinfer-it-binary-XXXXXX";
-    int fd = mkstemp(path);
-    *out = NULL;
-    if (fd < 0)
-        return -1;
-    unlink(path);
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = it_ctx_produce_path(ctx);
-    argv[n++] = "--brokers";
-    argv[n++] = it_ctx_brokers(ctx);
-    for (size_t i = 0; args[i] != NULL && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fd, 1);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0, rc = -1;
-    if (pid > 0) {
-        int64_t deadline = it_now_ms() + timeout_ms;
-        pid_t wp;
-        while ((wp = waitpid(pid, &status, WNOHANG)) == 0 &&
-               it_now_ms() < deadline)
-            nap_ms(10);
-        if (wp == 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-        } else if (wp == pid && WIFEXITED(status)) {
-            rc = WEXITSTATUS(status);
-        }
-    }
-    off_t size = lseek(fd, 0, SEEK_END);
-    *out = calloc(1, size > 0 ? (size_t)size + 1 : 1);
-    if (*out != NULL && size > 0)
-        (void)!pread(fd, *out, (size_t)size, 0);
-    close(fd);
-    return rc;
-}
-
 static long long summary_int(const char *out, const char *key)
 {
     if (out == NULL)
@@ -368,7 +312,7 @@ static void test_produce_binary(void **state)
                               "120",      "--json",     "--quiet",
                               NULL};
         char *out = NULL;
-        int rc = run_tool(ctx, args, TOOL_TIMEOUT_MS, &out);
+        int rc = it_produce_capture(ctx, args, TOOL_TIMEOUT_MS, &out);
         IT_REQUIRE(ctx,
                    rc == 0 && summary_int(out, "answered") == 300 &&
                        summary_int(out, "wrong") == 0 &&

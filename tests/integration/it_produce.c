@@ -48,62 +48,6 @@ static void nap_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Run kinfer-produce --brokers B args... (NULL-terminated) with stdout
- * captured into *out (malloc'd, NUL-terminated) and stderr shared with
- * the test.  Returns its exit status, or -1 when it died by a signal or
- * did not exit within timeout_ms (then it is killed). */
-static int run_tool(struct it_ctx *ctx, const char *const *args,
-                    int64_t timeout_ms, char **out)
-{
-    char path[] = "/tmp/kinfer-it-produce-XXXXXX";
-    int fd = mkstemp(path);
-    *out = NULL;
-    if (fd < 0)
-        return -1;
-    unlink(path);
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = it_ctx_produce_path(ctx);
-    argv[n++] = "--brokers";
-    argv[n++] = it_ctx_brokers(ctx);
-    for (size_t i = 0; args[i] != NULL && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fd, 1);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0, rc = -1;
-    if (pid > 0) {
-        int64_t deadline = it_now_ms() + timeout_ms;
-        pid_t w;
-        /* Waiting on the child's exit, bounded by the deadline. */
-        while ((w = waitpid(pid, &status, WNOHANG)) == 0 &&
-               it_now_ms() < deadline)
-            nap_ms(10);
-        if (w == 0) {
-            fprintf(stderr,
-                    "it: kinfer-produce still running after %" PRId64
-                    " ms; killed\n",
-                    timeout_ms);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-        } else if (w == pid && WIFEXITED(status)) {
-            rc = WEXITSTATUS(status);
-        }
-    }
-    off_t size = lseek(fd, 0, SEEK_END);
-    *out = calloc(1, size > 0 ? (size_t)size + 1 : 1);
-    if (*out != NULL && size > 0)
-        (void)!pread(fd, *out, (size_t)size, 0);
-    close(fd);
-    return rc;
-}
-
 /* The last line of text parsed as a JSON object, or NULL. */
 static json_t *last_json_line(const char *text)
 {
@@ -435,7 +379,7 @@ static void test_concurrency(void **state)
     const char *both[] = {
         "--topic", t.in, "--output-topic", t.out, "--generate", "1",
         "--rate",  "10", "--concurrency",  "2",   NULL};
-    int rc = run_tool(ctx, both, 30000, &out);
+    int rc = it_produce_capture(ctx, both, 30000, &out);
     IT_REQUIRE(ctx, rc == 2, "--rate with --concurrency exited %d, not 2", rc);
     free(out);
 
@@ -447,7 +391,7 @@ static void test_concurrency(void **state)
         "--generate", count_text, "--concurrency",  n_text,
         "--timeout",  "120",      "--json",         "--quiet",
         NULL};
-    rc = run_tool(ctx, closed, TOOL_TIMEOUT_MS, &out);
+    rc = it_produce_capture(ctx, closed, TOOL_TIMEOUT_MS, &out);
     json_t *sum = last_json_line(out);
     IT_REQUIRE(ctx, rc == 0 && sum != NULL,
                "closed loop exited %d; output: %.2000s", rc, out ? out : "");
@@ -493,7 +437,7 @@ static void test_concurrency(void **state)
                           t.out,     "--generate", count_text,
                           "--await", "--timeout",  "120",
                           "--json",  "--quiet",    NULL};
-    rc = run_tool(ctx, open, TOOL_TIMEOUT_MS, &out);
+    rc = it_produce_capture(ctx, open, TOOL_TIMEOUT_MS, &out);
     IT_REQUIRE(ctx, rc == 0, "open loop exited %d: %.2000s", rc,
                out ? out : "");
     free(out);
@@ -713,7 +657,7 @@ static void test_replay(void **state)
     char *out = NULL;
     const char *dry[] = {"--replay-dlq", "--dlq-topic", t.dlq,
                          "--dry-run",    "--json",      NULL};
-    int rc = run_tool(ctx, dry, TOOL_TIMEOUT_MS, &out);
+    int rc = it_produce_capture(ctx, dry, TOOL_TIMEOUT_MS, &out);
     json_t *sum = last_json_line(out);
     char to_in[300];
     snprintf(to_in, sizeof to_in, "replay -> %s ", t.in);
@@ -742,7 +686,7 @@ static void test_replay(void **state)
     const char *none[] = {
         "--replay-dlq",   "--dlq-topic",        t.dlq,    "--topic", fresh,
         "--filter-error", "no error says this", "--json", NULL};
-    rc = run_tool(ctx, none, TOOL_TIMEOUT_MS, &out);
+    rc = it_produce_capture(ctx, none, TOOL_TIMEOUT_MS, &out);
     sum = last_json_line(out);
     IT_REQUIRE(ctx,
                rc == 0 && sum != NULL &&
@@ -765,7 +709,7 @@ static void test_replay(void **state)
     /* For real, into the fresh topic. */
     const char *real[] = {"--replay-dlq", "--dlq-topic", t.dlq, "--topic",
                           fresh,          "--json",      NULL};
-    rc = run_tool(ctx, real, TOOL_TIMEOUT_MS, &out);
+    rc = it_produce_capture(ctx, real, TOOL_TIMEOUT_MS, &out);
     sum = last_json_line(out);
     IT_REQUIRE(ctx, rc == 1 && sum != NULL, "replay exited %d: %s", rc,
                out ? out : "");
